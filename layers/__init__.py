@@ -4,7 +4,7 @@ The e2cnn twins live in :mod:`gzoo.layers.reference` (imported on demand: it loa
 """
 
 from .conv import P4Conv, P4LiftConv, P4MConv, P4MLiftConv, P8Conv, P8LiftConv
-from .engine import GroupCorrelation
+from .engine import GroupConvBase, GroupCorrelation
 from .norm import GroupBatchNorm
 from .pooling import GroupPool, SpatialPool, group_pool
 
@@ -13,6 +13,7 @@ LAYERS = (P4LiftConv, P4Conv, P4MLiftConv, P4MConv, P8LiftConv, P8Conv)
 __all__ = [
     "LAYERS",
     "GroupBatchNorm",
+    "GroupConvBase",
     "GroupCorrelation",
     "GroupPool",
     "P4Conv",

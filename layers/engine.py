@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from gzoo.groups import Group, get_group
 
-__all__ = ["GroupCorrelation"]
+__all__ = ["GroupConvBase", "GroupCorrelation"]
 
 _PADDING_MODES = ("zeros", "circular", "reflect", "replicate")
 
@@ -51,7 +51,140 @@ def _square(value: int | tuple[int, ...], what: str) -> int:
     return value
 
 
-class GroupCorrelation(nn.Module):
+class GroupConvBase(nn.Module):
+    """What every group-correlation layer shares, whatever computes it (this engine or e2cnn).
+
+    Argument checking as :class:`torch.nn.Conv2d` (square kernel, stride, padding and dilation:
+    90° turns swap the axes), the input-shape check, :meth:`check_equivariance`,
+    :meth:`export` to a plain ``nn.Conv2d`` and ``repr``. Subclasses provide ``forward``,
+    ``expand_filter()`` and ``expand_bias()``.
+    """
+
+    _repr_prefix = ""
+
+    def _setup(
+        self,
+        group: Group | str,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int],
+        stride: int | tuple[int, int],
+        padding: int | tuple[int, int] | str,
+        dilation: int | tuple[int, int],
+        bias: bool,
+        padding_mode: str,
+        lifting: bool,
+    ) -> None:
+        """Check the ``nn.Conv2d``-style arguments and store them as attributes."""
+        self.group = get_group(group)
+        k = _square(kernel_size, "kernel_size")
+        if k < 1 or k % 2 == 0:
+            raise ValueError(
+                f"kernel_size must be a positive odd int (a centred kernel has a rotation "
+                f"centre on the grid), got {kernel_size!r}"
+            )
+        for name, v in (("in_channels", in_channels), ("out_channels", out_channels)):
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{name} must be a positive int (number of fields), got {v!r}")
+        if padding_mode not in _PADDING_MODES:
+            raise ValueError(f"padding_mode must be one of {_PADDING_MODES}, got {padding_mode!r}")
+        stride_ = _square(stride, "stride")
+        dilation_ = _square(dilation, "dilation")
+        if isinstance(padding, str):
+            if padding not in ("same", "valid"):
+                raise ValueError(f"padding must be an int, 'same' or 'valid', got {padding!r}")
+            if padding == "same" and stride_ != 1:
+                raise ValueError("padding='same' needs stride=1, as in torch.nn.Conv2d")
+            padding = dilation_ * (k - 1) // 2 if padding == "same" else 0
+        pad = _square(padding, "padding")
+        if stride_ < 1 or dilation_ < 1 or pad < 0:
+            raise ValueError(
+                f"need stride ≥ 1, dilation ≥ 1, padding ≥ 0; got {stride_}, {dilation_}, {pad}"
+            )
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.kernel_size = k
+        self.stride = stride_
+        self.padding = pad
+        self.dilation = dilation_
+        self.padding_mode = padding_mode
+        self.has_bias = bool(bias)
+        self.lifting = lifting
+        self.layer_name = type(self).__name__
+        self.group_order = self.group.order
+        self.in_order = 1 if lifting else self.group.order
+
+    def _check_input(self, x: Tensor) -> None:
+        if self.lifting:
+            if x.dim() != 4 or x.shape[1] != self.in_channels:
+                raise ValueError(
+                    f"{self.layer_name} expects a Z² map [B, {self.in_channels}, H, W], "
+                    f"got shape {list(x.shape)}"
+                )
+        elif x.dim() != 5 or x.shape[1] != self.in_channels or x.shape[2] != self.group_order:
+            raise ValueError(
+                f"{self.layer_name} expects a {self.group_order}-element group map "
+                f"[B, {self.in_channels}, {self.group_order}, H, W], got shape {list(x.shape)}"
+            )
+
+    def expand_filter(self) -> Tensor:
+        raise NotImplementedError
+
+    def expand_bias(self) -> Tensor | None:
+        raise NotImplementedError
+
+    @torch.jit.unused
+    def check_equivariance(
+        self, x: Tensor | None = None, elements: tuple[int, ...] | None = None
+    ) -> dict[int, float]:
+        """Relative error ‖Φ(L_g x) − L_g Φ(x)‖/‖Φ(x)‖ per element g (random ``x`` by default).
+
+        ``elements`` defaults to those acting exactly on images (for p8: the 90° subgroup).
+        """
+        from gzoo.equivariance import equivariance_errors
+
+        if x is None:
+            p = next(self.parameters())
+            shape = [2, self.in_channels, *([] if self.lifting else [self.group_order]), 15, 15]
+            x = torch.randn(shape, dtype=p.dtype, device=p.device)
+        kind = "z2" if self.lifting else "group"
+        return equivariance_errors(self, x, self.group, kind, "group", elements)
+
+    @torch.jit.unused
+    def export(self) -> nn.Conv2d:
+        """A plain :class:`torch.nn.Conv2d` holding the expanded bank.
+
+        It maps the flattened input ``x.flatten(1, 2)`` (``[B, C_in·|G_in|, H, W]``) to the
+        flattened output; ``y.unflatten(1, (C_out, |G|))`` gives this layer's output.
+        """
+        with torch.no_grad():
+            w, b = self.expand_filter(), self.expand_bias()
+        conv = nn.Conv2d(
+            w.shape[1], w.shape[0], self.kernel_size, self.stride, self.padding,
+            self.dilation, bias=b is not None, padding_mode=self.padding_mode,
+            device=w.device, dtype=w.dtype,
+        )
+        with torch.no_grad():
+            conv.weight.copy_(w)
+            if b is not None:
+                conv.bias.copy_(b)
+        return conv.train(self.training)
+
+    def extra_repr(self) -> str:
+        s = (f"{self._repr_prefix}{self.group.name}, {self.in_channels}, {self.out_channels}, "
+             f"kernel_size={self.kernel_size}, stride={self.stride}")
+        if self.padding:
+            s += f", padding={self.padding}"
+        if self.dilation != 1:
+            s += f", dilation={self.dilation}"
+        if not self.has_bias:
+            s += ", bias=False"
+        if self.padding_mode != "zeros":
+            s += f", padding_mode={self.padding_mode!r}"
+        return s
+
+
+class GroupCorrelation(GroupConvBase):
     r"""Lifting (Z² → G) or group (G → G) correlation for a finite rotation/reflection group.
 
     Args:
@@ -78,7 +211,7 @@ class GroupCorrelation(nn.Module):
 
     __constants__ = [  # noqa: RUF012
         "in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation",
-        "padding_mode", "lifting", "group_order", "in_order", "layer_name",
+        "padding_mode", "lifting", "group_order", "in_order", "layer_name", "has_bias",
     ]
 
     def __init__(
@@ -98,43 +231,9 @@ class GroupCorrelation(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        self.group = get_group(group)
-        k = _square(kernel_size, "kernel_size")
-        if k < 1 or k % 2 == 0:
-            raise ValueError(
-                f"kernel_size must be a positive odd int (a centred kernel has a rotation "
-                f"centre on the grid), got {kernel_size!r}"
-            )
-        for name, v in (("in_channels", in_channels), ("out_channels", out_channels)):
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name} must be a positive int (number of fields), got {v!r}")
-        if padding_mode not in _PADDING_MODES:
-            raise ValueError(f"padding_mode must be one of {_PADDING_MODES}, got {padding_mode!r}")
-        stride_ = _square(stride, "stride")
-        dilation_ = _square(dilation, "dilation")
-        if isinstance(padding, str):
-            if padding not in ("same", "valid"):
-                raise ValueError(f"padding must be an int, 'same' or 'valid', got {padding!r}")
-            if padding == "same" and stride_ != 1:
-                raise ValueError("padding='same' needs stride=1, as in torch.nn.Conv2d")
-            padding = dilation_ * (k - 1) // 2 if padding == "same" else 0
-        pad = _square(padding, "padding")
-        if stride_ < 1 or dilation_ < 1 or pad < 0:
-            raise ValueError(
-                f"need stride ≥ 1, dilation ≥ 1, padding ≥ 0; got {stride_}, {dilation_}, {pad}"
-            )
-
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        self.kernel_size = k
-        self.stride = stride_
-        self.padding = pad
-        self.dilation = dilation_
-        self.padding_mode = padding_mode
-        self.lifting = lifting
-        self.layer_name = type(self).__name__
-        self.group_order = self.group.order
-        self.in_order = 1 if lifting else self.group.order
+        self._setup(group, in_channels, out_channels, kernel_size, stride, padding, dilation,
+                    bias, padding_mode, lifting)
+        k = self.kernel_size
 
         factory = {"device": device, "dtype": dtype}
         shape = (out_channels, in_channels, k, k) if lifting else (
@@ -201,19 +300,6 @@ class GroupCorrelation(nn.Module):
         return super().train(mode)
 
     # ------------------------------------------------------------------ forward
-    def _check_input(self, x: Tensor) -> None:
-        if self.lifting:
-            if x.dim() != 4 or x.shape[1] != self.in_channels:
-                raise ValueError(
-                    f"{self.layer_name} expects a Z² map [B, {self.in_channels}, H, W], "
-                    f"got shape {list(x.shape)}"
-                )
-        elif x.dim() != 5 or x.shape[1] != self.in_channels or x.shape[2] != self.group_order:
-            raise ValueError(
-                f"{self.layer_name} expects a {self.group_order}-element group map "
-                f"[B, {self.in_channels}, {self.group_order}, H, W], got shape {list(x.shape)}"
-            )
-
     def forward(self, x: Tensor) -> Tensor:
         self._check_input(x)
         weight, bias = self._bank()
@@ -225,51 +311,3 @@ class GroupCorrelation(nn.Module):
             x = F.pad(x, [p, p, p, p], mode=self.padding_mode)
             y = F.conv2d(x, weight, bias, self.stride, 0, self.dilation)
         return y.unflatten(1, (self.out_channels, self.group_order))
-
-    @torch.jit.unused
-    def check_equivariance(
-        self, x: Tensor | None = None, elements: tuple[int, ...] | None = None
-    ) -> dict[int, float]:
-        """Relative error ‖Φ(L_g x) − L_g Φ(x)‖/‖Φ(x)‖ per element g (random ``x`` by default).
-
-        ``elements`` defaults to those acting exactly on images (for p8: the 90° subgroup).
-        """
-        from gzoo.equivariance import equivariance_errors
-
-        if x is None:
-            shape = [2, self.in_channels] + ([] if self.lifting else [self.group_order])
-            x = torch.randn([*shape, 15, 15], dtype=self.weight.dtype, device=self.weight.device)
-        kind = "z2" if self.lifting else "group"
-        return equivariance_errors(self, x, self.group, kind, "group", elements)
-
-    # ------------------------------------------------------------------ export
-    def export(self) -> nn.Conv2d:
-        """A plain :class:`torch.nn.Conv2d` holding the expanded bank.
-
-        It maps the flattened input ``x.flatten(1, 2)`` (``[B, C_in·|G_in|, H, W]``) to the
-        flattened output; ``y.unflatten(1, (C_out, |G|))`` gives this layer's output.
-        """
-        w, b = self.expand_filter().detach(), self.expand_bias()
-        conv = nn.Conv2d(
-            w.shape[1], w.shape[0], self.kernel_size, self.stride, self.padding,
-            self.dilation, bias=b is not None, padding_mode=self.padding_mode,
-            device=w.device, dtype=w.dtype,
-        )
-        with torch.no_grad():
-            conv.weight.copy_(w)
-            if b is not None:
-                conv.bias.copy_(b.detach())
-        return conv.train(self.training)
-
-    def extra_repr(self) -> str:
-        s = (f"{self.group.name}, {self.in_channels}, {self.out_channels}, "
-             f"kernel_size={self.kernel_size}, stride={self.stride}")
-        if self.padding:
-            s += f", padding={self.padding}"
-        if self.dilation != 1:
-            s += f", dilation={self.dilation}"
-        if self.bias is None:
-            s += ", bias=False"
-        if self.padding_mode != "zeros":
-            s += f", padding_mode={self.padding_mode!r}"
-        return s

@@ -1,0 +1,292 @@
+"""e2cnn reference layers: the numpy-2 patch, e2cnn's conventions, exact parity with the
+hand-written p4/p4m layers, equivariance of all six twins, parameter counts and API."""
+
+import inspect
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from e2cnn import gspaces
+from e2cnn import nn as enn
+
+from conftest import devices
+from gzoo.equivariance import equivariance_errors
+from gzoo.groups import C4, C8, D4
+from gzoo.layers import LAYERS, P4Conv, P4LiftConv, P4MConv, P8Conv
+from gzoo.layers.reference import (
+    E2CNN_PATCHES,
+    REFERENCE_LAYERS,
+    REFERENCE_OF,
+    E2P4Conv,
+    E2P4LiftConv,
+    E2P4MConv,
+    E2P4MLiftConv,
+    E2P8Conv,
+    load_from_e2cnn,
+    param_count,
+    param_table,
+)
+
+PARITY_TOL = {torch.float32: 1e-6, torch.float64: 1e-12}
+EQUIV_TOL = {torch.float32: 1e-5, torch.float64: 1e-12}
+IDS = [c.__name__ for c in REFERENCE_LAYERS]
+EXACT = [c for c in REFERENCE_LAYERS if c.GROUP is not C8]
+
+
+def make_input(layer, size=(9, 9), dtype=torch.float64, batch=2, device="cpu"):
+    g = [] if layer.lifting else [layer.group_order]
+    return torch.randn([batch, layer.in_channels, *g, *size], dtype=dtype, device=device)
+
+
+def randomize(ref):
+    """Random e2cnn coefficients and a non-zero bias (a zero bias would hide bias bugs)."""
+    with torch.no_grad():
+        ref.conv.weights.normal_()
+        ref.conv.bias.normal_()
+    return ref
+
+
+def twin_pair(ref_cls, k=3, padding_mode="zeros", dtype=torch.float64, device="cpu", cin=2):
+    """An e2cnn layer with random weights and its hand-written twin loaded from it."""
+    kw = {"padding": (k - 1) // 2, "padding_mode": padding_mode}
+    ref = randomize(ref_cls(cin, 3, k, **kw)).to(device=device, dtype=dtype)
+    hand = ref_cls.TWIN(cin, 3, k, **kw).to(device=device, dtype=dtype)
+    return load_from_e2cnn(hand, ref), ref
+
+
+def assert_parity(a, b, dtype):
+    tol = PARITY_TOL[dtype]
+    torch.testing.assert_close(a, b, rtol=tol, atol=tol * float(b.detach().abs().max()))
+
+
+# ---------------------------------------------------------------------------- numpy-2 patch
+def test_patch_applied_and_p4m_builds_and_runs_on_this_numpy():
+    assert E2CNN_PATCHES, "the e2cnn compatibility patch was not applied"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for cls in (E2P4MLiftConv, E2P4MConv):
+            layer = cls(2, 2, 5, padding=2)
+            y = layer(make_input(layer, dtype=torch.float32))
+            assert y.shape == (2, 2, 8, 9, 9) and torch.isfinite(y).all()
+        # plain e2cnn, as a user of gzoo would call it, works too (shared cached basis path)
+        gs = gspaces.FlipRot2dOnR2(4)
+        regular = enn.FieldType(gs, [gs.regular_repr])
+        conv = enn.R2Conv(regular, regular, 3)
+        conv(enn.GeometricTensor(torch.randn(1, 8, 5, 5), conv.in_type))
+    noisy = [w for w in caught if "e2cnn" in w.filename]
+    assert not noisy, [f"{w.filename}:{w.lineno}: {w.message}" for w in noisy]
+    print(f"numpy {np.__version__}, patches: {E2CNN_PATCHES}")
+
+
+def test_patch_keeps_numpy1_semantics():
+    import e2cnn.group.groups.o2group as o2
+    import e2cnn.kernels.utils as ku
+
+    assert ku.np.array(3, copy=False).shape == ()  # numpy 2 alone raises here
+    a = np.arange(4.0)
+    assert ku.np.array(a, copy=False) is a  # "copy only if needed", as in numpy 1
+    assert ku.np.array(a) is not a
+    assert ku.np.cos is np.cos and o2.np.float is float
+    out = ku.psichi(np.linspace(0, 1, 3), 1, k=2, gamma=0.5)
+    assert out.shape == (2, 2, 1, 3)
+    lift = E2P4MLiftConv(1, 2, 1)  # a one-element basis: torch rejected e2cnn's uint8 mask
+    masks = [m._mask for m in lift.modules() if hasattr(m, "_mask")]
+    assert masks and all(m.dtype == torch.bool for m in masks)
+
+
+# ---------------------------------------------------------------------------- conventions
+@pytest.mark.parametrize(
+    ("group", "gspace"),
+    [(C4, lambda: gspaces.Rot2dOnR2(4)), (D4, lambda: gspaces.FlipRot2dOnR2(4)),
+     (C8, lambda: gspaces.Rot2dOnR2(8))],
+    ids=["p4", "p4m", "p8"],
+)
+def test_gzoo_actions_are_e2cnn_transform(group, gspace):
+    """e2cnn's own GeometricTensor.transform equals gzoo's act_z2 / act_group element by element
+    (the index order, rotation direction, mirror axis and regular permutation all agree)."""
+    gs = gspace()
+    elements = list(gs.fibergroup.elements)
+    trivial = enn.FieldType(gs, 2 * [gs.trivial_repr])
+    regular = enn.FieldType(gs, 2 * [gs.regular_repr])
+    x = torch.randn(1, 2, 7, 7)
+    f = torch.randn(1, 2, group.order, 7, 7)
+    for g in group.exact_image_elements:  # e2cnn interpolates C8's 45° turns of images
+        e = elements[g]
+        tx = enn.GeometricTensor(x, trivial).transform(e).tensor.to(x.dtype)
+        torch.testing.assert_close(tx, group.act_z2(x, g), rtol=0, atol=1e-6)
+        tf = enn.GeometricTensor(f.flatten(1, 2), regular).transform(e).tensor.to(f.dtype)
+        torch.testing.assert_close(tf.unflatten(1, (2, group.order)), group.act_group(f, g),
+                                   rtol=0, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------- parity
+@pytest.mark.parametrize("ref_cls", REFERENCE_LAYERS, ids=IDS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("k", [1, 3, 5])
+@pytest.mark.parametrize("padding_mode", ["zeros", "circular"])
+def test_parity_with_hand_written(ref_cls, dtype, k, padding_mode):
+    if ref_cls.GROUP is C8:
+        with pytest.raises(ValueError, match="interpolated"):
+            twin_pair(ref_cls, k, padding_mode, dtype)
+        return
+    hand, ref = twin_pair(ref_cls, k, padding_mode, dtype)
+    assert_parity(hand.expand_filter(), ref.expand_filter(), dtype)  # bit-exact on CPU in f32
+    x = make_input(hand, (10, 11), dtype)
+    assert_parity(hand(x), ref(x), dtype)
+    hand.eval()
+    ref.eval()
+    with torch.no_grad():  # the eval caches
+        assert_parity(hand(x), ref(x), dtype)
+
+
+@pytest.mark.parametrize("ref_cls", EXACT, ids=[c.__name__ for c in EXACT])
+def test_parity_stride_dilation_reflect(ref_cls):
+    kw = {"stride": 2, "padding": 2, "dilation": 2, "padding_mode": "reflect"}
+    ref = randomize(ref_cls(2, 3, 3, **kw)).double()
+    hand = load_from_e2cnn(ref_cls.TWIN(2, 3, 3, **kw).double(), ref)
+    x = make_input(hand, (11, 12))
+    assert_parity(hand(x), ref(x), torch.float64)
+
+
+@pytest.mark.parametrize("ref_cls", EXACT, ids=[c.__name__ for c in EXACT])
+@pytest.mark.parametrize("device", devices())
+def test_parity_on_device(ref_cls, device):
+    hand, ref = twin_pair(ref_cls, 3, "zeros", torch.float32, device)
+    x = make_input(hand, (9, 9), torch.float32, device=device)
+    assert_parity(hand(x), ref(x), torch.float32)
+
+
+def test_parity_negative_control():
+    """Loading any non-identity row as the base filter is off by ~100%: the test can fail."""
+    ref = randomize(E2P4MConv(2, 3, 3, padding=1)).double()
+    hand = P4MConv(2, 3, 3, padding=1).double()
+    x = make_input(hand)
+    with torch.no_grad():
+        y = ref(x)
+        filt, bias = ref.conv.expand_parameters()
+        for g in (1, 4, 5):  # r, the mirror f, r·f
+            hand.weight.copy_(filt[g::8].reshape(hand.weight.shape))
+            hand.bias.copy_(bias[::8])
+            assert float((hand(x) - y).norm() / y.norm()) > 0.3
+
+
+def test_load_rejects_mismatch():
+    with pytest.raises(ValueError, match="does not match"):
+        load_from_e2cnn(P4Conv(2, 3, 3), E2P4Conv(2, 3, 5))
+    with pytest.raises(ValueError, match="does not match"):
+        load_from_e2cnn(P4Conv(2, 3, 3), E2P4MConv(2, 3, 3))
+    with pytest.raises(ValueError, match="does not match"):
+        load_from_e2cnn(P4LiftConv(2, 3, 3, bias=False), E2P4LiftConv(2, 3, 3))
+    with pytest.raises(ValueError, match="p8"):
+        load_from_e2cnn(P8Conv(2, 3, 3), E2P8Conv(2, 3, 3))
+    with pytest.raises(TypeError):
+        load_from_e2cnn(E2P4Conv(2, 3, 3), E2P4Conv(2, 3, 3))
+
+
+# ---------------------------------------------------------------------------- equivariance
+@pytest.mark.parametrize("ref_cls", REFERENCE_LAYERS, ids=IDS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("k", [1, 3, 5])
+@pytest.mark.parametrize("padding_mode", ["zeros", "circular"])
+def test_reference_equivariance(ref_cls, dtype, k, padding_mode):
+    """The same test and tolerances as the hand-written layers: every element of p4 and p4m,
+    the 90° subgroup {0, 2, 4, 6} of p8."""
+    layer = randomize(ref_cls(2, 3, k, padding="same", padding_mode=padding_mode)).to(dtype)
+    kind = "z2" if layer.lifting else "group"
+    errs = equivariance_errors(layer, make_input(layer, (9, 10), dtype), layer.group, kind, "group")
+    expected = set(range(layer.group_order)) if ref_cls.GROUP is not C8 else {0, 2, 4, 6}
+    assert set(errs) == expected
+    assert max(errs.values()) <= EQUIV_TOL[dtype], errs
+    assert layer.check_equivariance().keys() == errs.keys()
+
+
+# ---------------------------------------------------------------------------- parameters
+def report_param_counts(in_channels=1, out_channels=1, kernel_size=3):
+    """Test helper: print hand-written vs e2cnn parameter counts for every layer pair."""
+    rows = param_table(in_channels, out_channels, kernel_size)
+    print(f"\nparameters, {in_channels}→{out_channels} fields, {kernel_size}×{kernel_size}:")
+    for r in rows:
+        print(f"  {r['layer']:12s} hand-written {r['hand_written']:5d}   e2cnn {r['e2cnn']:5d}")
+    return {r["layer"]: (r["hand_written"], r["e2cnn"]) for r in rows}
+
+
+def test_param_counts():
+    counts = report_param_counts(1, 1, 3)
+    # weights + one bias per output field; e2cnn's 3×3 basis: centre + ring frequencies 0,1,2
+    assert counts == {
+        "P4LiftConv": (9 + 1, 6 + 1), "P4Conv": (36 + 1, 24 + 1),
+        "P4MLiftConv": (9 + 1, 6 + 1), "P4MConv": (72 + 1, 48 + 1),
+        "P8LiftConv": (9 + 1, 6 + 1), "P8Conv": (72 + 1, 48 + 1),
+    }
+    big = report_param_counts(2, 3, 5)
+    assert all(e < h for h, e in big.values())
+    ref = E2P4MConv(2, 3, 5)
+    assert param_count(ref) == ref.conv.basisexpansion.dimension() + 3
+
+
+# ---------------------------------------------------------------------------- API
+def test_same_constructor_and_mapping():
+    assert set(REFERENCE_OF) == set(LAYERS)
+    for hand_cls, ref_cls in REFERENCE_OF.items():
+        assert ref_cls.TWIN is hand_cls and ref_cls.GROUP is hand_cls.GROUP
+        assert inspect.signature(ref_cls).parameters.keys() == (
+            inspect.signature(hand_cls).parameters.keys())
+    ref = E2P4MConv(2, 3, (3, 3), padding="same", dilation=2, padding_mode="reflect",
+                    dtype=torch.float64)
+    assert (ref.group, ref.group_name, ref.order, ref.lifting) == (D4, "p4m", 8, False)
+    assert (ref.kernel_size, ref.padding, ref.dilation) == (3, 2, 2)
+    assert ref.conv.weights.dtype == torch.float64
+    assert ref(make_input(ref)).shape == (2, 3, 8, 9, 9)
+
+
+def test_bad_arguments_and_inputs():
+    with pytest.raises(ValueError, match="padding_mode"):
+        E2P4Conv(2, 3, 3, padding_mode="mirror")
+    with pytest.raises(ValueError, match="odd"):
+        E2P4Conv(2, 3, 4)
+    with pytest.raises(ValueError, match=r"\[B, 2, H, W\], got shape \[1, 3, 9, 9\]"):
+        E2P4LiftConv(2, 3, 3)(torch.randn(1, 3, 9, 9))
+    with pytest.raises(ValueError, match=r"\[B, 2, 8, H, W\], got shape \[1, 2, 4, 9, 9\]"):
+        E2P4MConv(2, 3, 3)(torch.randn(1, 2, 4, 9, 9))
+
+
+def test_eval_cache_state_dict_and_grads():
+    ref = randomize(E2P4Conv(2, 3, 3, padding=1)).double()
+    keys = set(ref.state_dict())
+    x = make_input(ref)
+    y = ref(x)
+    ref.eval()  # outside no_grad: the cache must not hold an autograd graph
+    assert ref.conv.filter.grad_fn is None
+    assert set(ref.state_dict()) == keys  # no mode-dependent cache keys
+    with torch.no_grad():
+        torch.testing.assert_close(ref(x), y, rtol=0, atol=0)
+        ref.conv.weights.mul_(2.0)  # in-place change: the cache is rebuilt
+        ref.eval()  # a second eval() must not mark the old cache as fresh
+        y2 = ref(x)
+    ref.train()
+    torch.testing.assert_close(y2, ref(x), rtol=0, atol=0)
+    ref.eval()
+    ref(x).sum().backward()  # eval mode with autograd on: weight gradients flow
+    assert ref.conv.weights.grad is not None and ref.conv.weights.grad.abs().sum() > 0
+    fresh = E2P4Conv(2, 3, 3, padding=1).double()
+    fresh.load_state_dict(ref.state_dict())
+    fresh.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(fresh(x), ref(x), rtol=0, atol=0)
+
+
+def test_layers_do_not_share_bases():
+    """e2cnn shares sampled bases between identical layers by default; the twins must not."""
+    a, b = E2P4MConv(2, 2, 3), E2P4MConv(2, 2, 3)
+    a.double()
+    y = b(make_input(b, dtype=torch.float32))  # would fail if b's basis had become float64
+    assert y.dtype == torch.float32
+
+
+def test_export_matches():
+    ref = randomize(E2P4MLiftConv(2, 3, 3, padding=1, padding_mode="circular")).double()
+    x = make_input(ref)
+    conv = ref.export()
+    assert isinstance(conv, torch.nn.Conv2d) and ref.training
+    torch.testing.assert_close(conv(x).unflatten(1, (3, 8)), ref(x), rtol=1e-12, atol=1e-12)
