@@ -1,0 +1,48 @@
+"""Life-like cellular automata: rules, a batched torus simulator, data sets, a pyseagull backend.
+
+>>> from gzoo.ca import Rule, RULES, simulate
+>>> str(Rule.parse("b36s23")), Rule.parse("B36/S23").name
+('B36/S23', 'HighLife')
+
+pyseagull (and loguru) are imported only when a seagull helper is called.
+"""
+
+from .data import (
+    CADataset,
+    class_counts,
+    format_class_table,
+    load_dataset,
+    make_dataset,
+    missing_classes,
+    save_dataset,
+)
+from .rule import NAMES, RULES, Neighbourhood, Rule, RuleError
+from .seagull import (
+    apply_seagull_patch,
+    remove_seagull_patch,
+    seagull_history,
+    seagull_is_patched,
+)
+from .simulate import neighbour_counts, simulate, step
+
+__all__ = [
+    "NAMES",
+    "RULES",
+    "CADataset",
+    "Neighbourhood",
+    "Rule",
+    "RuleError",
+    "apply_seagull_patch",
+    "class_counts",
+    "format_class_table",
+    "load_dataset",
+    "make_dataset",
+    "missing_classes",
+    "neighbour_counts",
+    "remove_seagull_patch",
+    "save_dataset",
+    "seagull_history",
+    "seagull_is_patched",
+    "simulate",
+    "step",
+]

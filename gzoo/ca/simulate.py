@@ -1,0 +1,137 @@
+"""Batched Life-like simulation on the torus, CPU or CUDA, with no Python loop over boards.
+
+One step of a rule ``(B, S)`` on boards ``x ∈ {0,1}^{H×W}`` (indices taken mod ``H``, ``W``):
+
+    n[i, j]  = Σ_{(di,dj) ∈ N} x[i+di, j+dj]          N = Moore (8 offsets) or von Neumann (4)
+    x'[i, j] = LUT[x[i, j], n[i, j]]                   LUT[0, n] = [n ∈ B],  LUT[1, n] = [n ∈ S]
+
+The Moore sum is separable: a horizontal 3-sum ``h = x + roll(x, ±1, W)`` then a vertical 3-sum
+``v = h + roll(h, ±1, H)`` gives ``v = n + x`` with four ``uint8`` rolls. The table is indexed by
+``k = x·(m+1) + n = v + m·x`` (``m`` = 8 or 4) and read from the table packed in an integer,
+``x' = (bits >> k) & 1`` (see :attr:`Rule.table_bits`) — one elementwise gather, no int64 index.
+
+``B0`` rules are run literally: an empty torus turns fully alive and the background strobes
+(Golly runs them differently; see :mod:`gzoo.ca.rule`).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .rule import Rule
+
+__all__ = ["neighbour_counts", "simulate", "step"]
+
+_INT_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+
+
+def _as_u8(boards: object, name: str = "boards") -> torch.Tensor:
+    """Check ``[H, W]``/``[B, H, W]`` binary boards; return them as ``uint8`` (a view if bool)."""
+    if not isinstance(boards, torch.Tensor):
+        hint = " (wrap numpy arrays with torch.from_numpy)" if hasattr(boards, "__array__") else ""
+        raise TypeError(
+            f"{name} must be a torch.Tensor of shape [H, W] or [B, H, W], "
+            f"got {type(boards).__name__}{hint}"
+        )
+    if boards.dim() not in (2, 3):
+        raise ValueError(
+            f"{name} must have shape [H, W] or [B, H, W], got shape {tuple(boards.shape)}"
+        )
+    if boards.shape[-1] == 0 or boards.shape[-2] == 0:
+        raise ValueError(f"{name} must have H, W >= 1, got shape {tuple(boards.shape)}")
+    dtype = boards.dtype
+    if dtype == torch.bool:
+        return boards.view(torch.uint8)
+    if dtype not in _INT_DTYPES and not dtype.is_floating_point:
+        raise TypeError(
+            f"{name} must be bool, an integer or a float dtype holding 0/1, got dtype {dtype}"
+        )
+    if boards.numel():
+        bad = (boards != 0) & (boards != 1)
+        if bool(bad.any()):
+            value = boards[bad].flatten()[0].item()
+            raise ValueError(
+                f"{name} must be binary (only 0 and 1), got value {value!r} "
+                f"(dtype {dtype}, shape {tuple(boards.shape)})"
+            )
+    return boards if dtype == torch.uint8 else boards.to(torch.uint8)
+
+
+def _neighbourhood_of(neighbourhood: str | Rule) -> str:
+    if isinstance(neighbourhood, Rule):
+        return neighbourhood.neighbourhood
+    if neighbourhood not in ("moore", "von_neumann"):
+        raise ValueError(
+            f"neighbourhood must be 'moore', 'von_neumann' or a Rule, got {neighbourhood!r}"
+        )
+    return neighbourhood
+
+
+def _sum_incl_self(x: torch.Tensor, neighbourhood: str) -> torch.Tensor:
+    """``n + x`` as uint8: the neighbourhood sum including the cell itself."""
+    if neighbourhood == "moore":
+        h = x + x.roll(1, -1)
+        h += x.roll(-1, -1)
+        v = h + h.roll(1, -2)
+        v += h.roll(-1, -2)
+        return v
+    v = x + x.roll(1, -1)
+    v += x.roll(-1, -1)
+    v += x.roll(1, -2)
+    v += x.roll(-1, -2)
+    return v
+
+
+def _step_u8(x: torch.Tensor, rule: Rule) -> torch.Tensor:
+    """One step on validated uint8 boards; returns an int32 tensor of 0/1."""
+    k = _sum_incl_self(x, rule.neighbourhood)
+    k.add_(x, alpha=rule.max_count)  # k = x·(m+1) + n
+    return torch.bitwise_right_shift(rule.table_bits, k.to(torch.int32)).bitwise_and_(1)
+
+
+def _restore(y: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    return y.bool() if dtype == torch.bool else y.to(dtype)
+
+
+def neighbour_counts(boards: torch.Tensor, neighbourhood: str | Rule = "moore") -> torch.Tensor:
+    """Live-neighbour counts on the torus as ``uint8``, same shape as ``boards``.
+
+    ``neighbourhood`` is ``"moore"`` (0–8), ``"von_neumann"`` (0–4) or a :class:`Rule`.
+    """
+    hood = _neighbourhood_of(neighbourhood)
+    x = _as_u8(boards)
+    return _sum_incl_self(x, hood).sub_(x)
+
+
+def step(boards: torch.Tensor, rule: Rule | str) -> torch.Tensor:
+    """Advance ``[H, W]`` or ``[B, H, W]`` boards by one step of ``rule`` on the torus.
+
+    Boards may be bool, integer or float tensors holding only 0/1, on any device; the result
+    has the same shape, dtype and device.
+    """
+    rule = Rule.parse(rule)
+    x = _as_u8(boards)
+    return _restore(_step_u8(x, rule), boards.dtype)
+
+
+def simulate(board: torch.Tensor, rule: Rule | str, steps: int) -> torch.Tensor:
+    """History ``[steps + 1, H, W]`` (or ``[steps + 1, B, H, W]``) with ``board`` at index 0.
+
+    Same layout as pyseagull's ``Simulator.get_history()``; dtype and device follow ``board``.
+    """
+    rule = Rule.parse(rule)
+    if isinstance(steps, bool) or not isinstance(steps, int):
+        raise TypeError(f"steps must be an int, got {type(steps).__name__} {steps!r}")
+    if steps < 0:
+        raise ValueError(f"steps must be >= 0, got {steps}")
+    x = _as_u8(board)
+    hist = torch.empty((steps + 1, *x.shape), dtype=board.dtype, device=board.device)
+    hist[0] = board
+    for t in range(steps):
+        y = _step_u8(x, rule)
+        hist[t + 1] = y  # casts int32 0/1 into the history dtype
+        if board.dtype in (torch.bool, torch.uint8):
+            x = hist[t + 1].view(torch.uint8)
+        else:
+            x = y.to(torch.uint8)
+    return hist
