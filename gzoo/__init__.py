@@ -5,7 +5,11 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from gzoo import ca
+from gzoo.ca import RULES, Rule, RuleError
+from gzoo.checkpoint import CheckpointError, load_pretrained, save_checkpoint
 from gzoo.groups import C4, C8, D4, GROUPS, Group, get_group
+from gzoo.infer import infer_rule, infer_rule_from_data
 from gzoo.layers import (
     GroupBatchNorm,
     GroupCorrelation,
@@ -19,24 +23,47 @@ from gzoo.layers import (
     SpatialPool,
     group_pool,
 )
+from gzoo.models import GCNN, MODELS, MultiScale, SimpleCNNSmall, SimpleCNNTiny, build_model
+from gzoo.train import TrainConfig, train
+from gzoo.verify import ExactResult, rollout_agreement, verify_exact
 
 __all__ = [
     "C4",
     "C8",
     "D4",
+    "GCNN",
     "GROUPS",
+    "MODELS",
+    "RULES",
+    "CheckpointError",
+    "ExactResult",
     "Group",
     "GroupBatchNorm",
     "GroupCorrelation",
     "GroupPool",
+    "MultiScale",
     "P4Conv",
     "P4LiftConv",
     "P4MConv",
     "P4MLiftConv",
     "P8Conv",
     "P8LiftConv",
+    "Rule",
+    "RuleError",
+    "SimpleCNNSmall",
+    "SimpleCNNTiny",
     "SpatialPool",
+    "TrainConfig",
     "__version__",
+    "build_model",
+    "ca",
     "get_group",
     "group_pool",
+    "infer_rule",
+    "infer_rule_from_data",
+    "load_pretrained",
+    "rollout_agreement",
+    "save_checkpoint",
+    "train",
+    "verify_exact",
 ]

@@ -1,0 +1,402 @@
+"""Checkpoint folders: save, load, verify, and the installed zoo.
+
+A checkpoint is a folder holding
+
+* ``model.safetensors`` — the state dict, nothing else (safetensors metadata ``format: pt``);
+* ``config.json`` — ``{"format": "gzoo-checkpoint", "format_version": 1, "gzoo_version",
+  "model": {"class", "kwargs"}, "rule", "group", "n_params", "train", "metrics",
+  "weights_sha256"}``, enough to rebuild the model and to check the weights file;
+* ``README.md`` — a model card generated from the config;
+
+and possibly extra files a training run adds (``metrics.jsonl``, ``training_curve.png``).
+
+Saving writes everything into a temporary sibling folder and renames it into place, so a crash
+leaves no half-written checkpoint, and it never replaces an existing folder unless asked
+(``overwrite=True``). Every loading failure raises :class:`CheckpointError` naming the path and
+the reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from gzoo.ca import Rule
+from gzoo.models import MODELS, CAModel
+
+__all__ = [
+    "CONFIG_FILE",
+    "FORMAT",
+    "FORMAT_VERSION",
+    "README_FILE",
+    "WEIGHTS_FILE",
+    "CheckpointError",
+    "load_checkpoint",
+    "load_pretrained",
+    "model_card",
+    "read_config",
+    "resolve_checkpoint",
+    "save_checkpoint",
+    "sha256_file",
+    "zoo_entries",
+]
+
+FORMAT = "gzoo-checkpoint"
+FORMAT_VERSION = 1
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+README_FILE = "README.md"
+
+
+class CheckpointError(Exception):
+    """A checkpoint that cannot be saved or loaded. ``str(e)`` is ``"<path>: <reason>"``.
+
+    A plain :class:`Exception` (not a ``ValueError``/``OSError``): it covers missing files,
+    bad contents and refused overwrites alike, and callers catch it by name.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    """The bare model inside a DistributedDataParallel/DataParallel wrapper."""
+    return getattr(model, "module", model)
+
+
+def _jsonable(value: Any) -> Any:
+    """Round-trip through JSON so the config holds only JSON types (tuples → lists)."""
+    return json.loads(json.dumps(value, default=str))
+
+
+# ---------------------------------------------------------------------------- model card
+def _fmt_pct(x: object) -> str:
+    return f"{100 * float(x):.2f} %" if isinstance(x, int | float) else "—"
+
+
+def model_card(config: Mapping[str, Any], name: str | None = None) -> str:
+    """The ``README.md`` of a checkpoint, generated from its ``config.json``."""
+    rule = Rule.parse(config["rule"])
+    common = f" ({rule.name})" if rule.name else ""
+    hood = "Moore" if rule.neighbourhood == "moore" else "von Neumann"
+    model = config["model"]
+    kwargs = ", ".join(f"{k}={v!r}" for k, v in model.get("kwargs", {}).items())
+    group = config.get("group")
+    metrics = config.get("metrics") or {}
+    train = config.get("train") or {}
+    title = name or f"{rule.slug}_{group or model['class']}"
+
+    if "exact" in metrics:
+        method = metrics.get("method", "exhaustive")
+        how = ("exhaustive check of all 512 3×3 neighbourhoods: exact on every board of every "
+               "size" if method == "exhaustive"
+               else f"checked in {metrics.get('n_contexts', '?')} random contexts per pattern")
+        verdict = "**yes**" if metrics["exact"] else "**no**"
+        exact = f"{verdict} — {metrics.get('n_wrong', '?')}/512 neighbourhoods wrong ({how})"
+    else:
+        exact = "not checked"
+    rows = [
+        ("rule", f"`{rule}`{common}, {hood} neighbourhood"),
+        ("model", f"`{model['class']}({kwargs})`"),
+        ("group", group or "none (plain CNN)"),
+        ("parameters", str(config.get("n_params", "?"))),
+        ("exact", exact),
+        ("held-out accuracy", _fmt_pct(metrics.get("accuracy"))),
+    ]
+    if "rollout_agreement" in metrics:
+        rows.append(("rollout agreement", _fmt_pct(metrics["rollout_agreement"])
+                     + f" of cells over {metrics.get('rollout_steps', '?')} self-fed steps"))
+    if "seconds" in metrics:
+        steps = f"{metrics.get('steps_run', '?')} steps"
+        total = metrics.get("total_steps")
+        if total is not None and total != metrics.get("steps_run"):
+            steps += f" ({total} over all attempts)"
+        rows.append(("training", (
+            f"{steps} in {float(metrics['seconds']):.1f} s "
+            f"(seed {train.get('seed_used', train.get('seed', '?'))}, "
+            f"{metrics.get('restarts_used', 0)} restarts, device {train.get('device', '?')}, "
+            f"world size {metrics.get('world_size', 1)})")))
+    rows.append(("gzoo", str(config.get("gzoo_version", "?"))))
+
+    lines = [f"# {title} — {rule}{common}, {group or model['class']}", ""]
+    lines += ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows] + [""]
+    lines += [
+        "## Use", "", "```python", "import gzoo", "",
+        f'model = gzoo.load_pretrained("{title}")  # zoo name, or the path of this folder',
+        "next_boards = model.step(boards)  # bool/uint8 [H, W] or [B, H, W]",
+        "print(gzoo.verify_exact(model, model.rule).n_wrong)  # 0 if exact", "```", "",
+    ]
+    if train.get("command"):
+        lines += ["## Reproduce", "", "```bash", str(train["command"]), "```", ""]
+        threads = train.get("torch_threads")
+        lines += [
+            "Bit-for-bit deterministic in a single CPU process for a given seed and thread count"
+            + (f" (trained with {threads} torch threads)." if threads else "."), ""]
+    lines += [f"Weights: `{WEIGHTS_FILE}`, sha256 `{config.get('weights_sha256', '?')}`.", ""]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- saving
+def save_checkpoint(
+    model: nn.Module,
+    folder: str | os.PathLike[str],
+    *,
+    rule: Rule | str,
+    train_config: Mapping[str, Any] | Any | None = None,
+    metrics: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
+    extra_files: Mapping[str, str | os.PathLike[str]] | None = None,
+) -> Path:
+    """Write ``model`` as a checkpoint folder (module docstring); returns the folder.
+
+    Args:
+        model: a :class:`gzoo.models.CAModel` (a DDP wrapper is unwrapped).
+        folder: the checkpoint folder to create.
+        rule: the rule the model simulates.
+        train_config: the training recipe (a mapping, or an object with ``to_dict()``).
+        metrics: results to record (exactness, accuracy, timings, ...).
+        overwrite: replace an existing ``folder``; otherwise that is a :class:`CheckpointError`.
+        extra_files: ``{name in the folder: source file}`` copied in as well.
+    """
+    folder = Path(folder)
+    model = _unwrap(model)
+    if not isinstance(model, CAModel) or type(model).__name__ not in MODELS:
+        raise CheckpointError(folder, (
+            f"can only save gzoo models ({', '.join(sorted(MODELS))}), got {type(model).__name__}"
+        ))
+    rule = Rule.parse(rule)
+    if folder.exists() and not overwrite:
+        raise CheckpointError(folder, "already exists; pass overwrite=True (CLI: --overwrite)")
+    if folder.exists() and not folder.is_dir():
+        raise CheckpointError(folder, "exists and is not a folder")
+    if hasattr(train_config, "to_dict"):
+        train_config = train_config.to_dict()
+
+    from safetensors.torch import save_file
+
+    from gzoo import __version__
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
+    try:
+        state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+        save_file(state, tmp / WEIGHTS_FILE, metadata={"format": "pt"})
+        config = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "gzoo_version": __version__,
+            "model": {"class": type(model).__name__, "kwargs": model.init_kwargs()},
+            "rule": str(rule),
+            "group": model.group,
+            "n_params": model.n_params,
+            "train": _jsonable(dict(train_config)) if train_config is not None else None,
+            "metrics": _jsonable(dict(metrics)) if metrics is not None else None,
+            "weights_sha256": sha256_file(tmp / WEIGHTS_FILE),
+        }
+        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        (tmp / README_FILE).write_text(model_card(config, folder.name), encoding="utf-8")
+        for name, src in (extra_files or {}).items():
+            if Path(name).name != name or name in (WEIGHTS_FILE, CONFIG_FILE, README_FILE):
+                raise CheckpointError(folder, f"bad extra file name {name!r}")
+            shutil.copyfile(src, tmp / name)
+        if folder.exists():  # overwrite: move the old one aside, then swap
+            trash = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old-", dir=folder.parent))
+            os.replace(folder, trash / folder.name)
+            os.replace(tmp, folder)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(tmp, folder)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+# ---------------------------------------------------------------------------- loading
+def resolve_checkpoint(name_or_path: str | os.PathLike[str]) -> Path:
+    """A zoo name (``"b36s23_p8"``) → its installed folder; otherwise the path itself.
+
+    A name that is neither installed nor an existing path is a :class:`CheckpointError`
+    listing the installed names.
+    """
+    from gzoo import zoo
+
+    text = os.fspath(name_or_path)
+    if isinstance(name_or_path, str) and text in zoo.available():
+        return zoo.path_of(text)
+    path = Path(text)
+    if path.exists():
+        return path.parent if path.is_file() and path.name in (CONFIG_FILE, WEIGHTS_FILE) else path
+    looks_like_name = isinstance(name_or_path, str) and os.sep not in text and "/" not in text
+    if looks_like_name:
+        names = ", ".join(zoo.available()) or "none installed"
+        raise CheckpointError(path, (
+            f"no such checkpoint: not an installed zoo name (available: {names}) "
+            "and no such folder"
+        ))
+    raise CheckpointError(path, "no such checkpoint folder")
+
+
+def read_config(folder: str | os.PathLike[str]) -> dict[str, Any]:
+    """Parse and check a checkpoint's ``config.json`` (format, version, required keys)."""
+    path = Path(folder) / CONFIG_FILE
+    if not Path(folder).is_dir():
+        raise CheckpointError(folder, "not a folder (a checkpoint is a folder)")
+    if not path.is_file():
+        raise CheckpointError(path, "missing file (not a gzoo checkpoint folder?)")
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(path, f"bad JSON: {e}") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(path, "bad config: expected a JSON object")
+    if config.get("format") != FORMAT:
+        raise CheckpointError(path, (
+            f"not a gzoo checkpoint config (format {config.get('format')!r}, "
+            f"expected {FORMAT!r})"
+        ))
+    version = config.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
+        raise CheckpointError(path, (
+            f"unsupported format_version {version!r} (this gzoo reads up to {FORMAT_VERSION})"
+        ))
+    model = config.get("model")
+    if (not isinstance(model, dict) or not isinstance(model.get("class"), str)
+            or not isinstance(model.get("kwargs", {}), dict)):
+        raise CheckpointError(path, 'bad config: "model" must be {"class": str, "kwargs": {...}}')
+    for key in ("rule", "weights_sha256"):
+        if not isinstance(config.get(key), str):
+            raise CheckpointError(path, f"bad config: missing or non-string {key!r}")
+    return config
+
+
+def load_checkpoint(
+    folder: str | os.PathLike[str], device: torch.device | str | None = None
+) -> CAModel:
+    """Load a checkpoint folder: the model in eval mode, with ``.rule`` and ``.config`` set.
+
+    Checks, each a :class:`CheckpointError`: the config (see :func:`read_config`), the rule,
+    the model class (one of :data:`gzoo.models.MODELS`) and its arguments, the weights file's
+    sha256 against the config, and that the weights fit the model (names and shapes).
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    config = read_config(folder)
+    cfg_path = folder / CONFIG_FILE
+    try:
+        rule = Rule.parse(config["rule"])
+    except ValueError as e:
+        raise CheckpointError(cfg_path, f"bad rule: {e}") from None
+    cls_name = config["model"]["class"]
+    cls = MODELS.get(cls_name)
+    if cls is None:
+        raise CheckpointError(cfg_path, (
+            f"unknown model class {cls_name!r}; this gzoo knows {', '.join(sorted(MODELS))}"
+        ))
+    kwargs = config["model"].get("kwargs", {})
+    try:
+        model = cls(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(cfg_path, f"model arguments {kwargs} do not fit {cls_name}: {e}") \
+            from None
+
+    weights = folder / WEIGHTS_FILE
+    if not weights.is_file():
+        raise CheckpointError(weights, "missing file")
+    digest = sha256_file(weights)
+    if digest != config["weights_sha256"]:
+        raise CheckpointError(weights, (
+            f"sha256 mismatch: file has {digest}, config.json expects {config['weights_sha256']} "
+            "(the weights were changed or corrupted)"
+        ))
+    try:
+        state = load_file(weights)
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(weights, f"unreadable safetensors file: {e}") from None
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    shapes = [
+        f"{k}: file {list(state[k].shape)} vs model {list(expected[k].shape)}"
+        for k in sorted(set(state) & set(expected))
+        if state[k].shape != expected[k].shape
+    ]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"missing {missing[:5]}")
+        if unexpected:
+            parts.append(f"unexpected {unexpected[:5]}")
+        if shapes:
+            parts.append("shape mismatch " + "; ".join(shapes[:5]))
+        raise CheckpointError(weights, (
+            f"weights do not fit {cls_name}({kwargs}): " + ", ".join(parts)
+        ))
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise CheckpointError(weights, f"weights do not fit {cls_name}: {e}") from None
+    if device is not None:
+        model.to(device)
+    model.eval()
+    model.rule = rule
+    model.config = config
+    return model
+
+
+def load_pretrained(
+    name_or_path: str | os.PathLike[str], device: torch.device | str | None = None
+) -> CAModel:
+    """Load a zoo checkpoint by name (``"b36s23_p8"``) or any checkpoint folder by path.
+
+    Returns the model in eval mode with ``.rule`` (a :class:`gzoo.ca.Rule`) and ``.config``
+    (the parsed ``config.json``). Failures raise :class:`CheckpointError`.
+    """
+    return load_checkpoint(resolve_checkpoint(name_or_path), device)
+
+
+def zoo_entries() -> list[dict[str, Any]]:
+    """One row per installed zoo checkpoint: name, rule, group, params, exact, accuracy (a row
+    whose config cannot be read has an ``error`` instead)."""
+    from gzoo import zoo
+
+    rows = []
+    for name in zoo.available():
+        try:
+            config = read_config(zoo.path_of(name))
+        except CheckpointError as e:
+            rows.append({"name": name, "error": e.reason})
+            continue
+        metrics = config.get("metrics") or {}
+        rows.append({
+            "name": name,
+            "rule": config["rule"],
+            "group": config.get("group"),
+            "model": config["model"]["class"],
+            "n_params": config.get("n_params"),
+            "exact": metrics.get("exact"),
+            "accuracy": metrics.get("accuracy"),
+        })
+    return rows

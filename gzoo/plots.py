@@ -1,0 +1,151 @@
+"""Every picture gzoo writes: training curves, simulation histories (PNG montage or GIF).
+
+matplotlib is imported lazily with the non-interactive ``Agg`` backend, so nothing here needs a
+display.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["save_history_gif", "save_history_png", "save_simulation", "save_training_curve"]
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_training_curve(
+    history: Sequence[Mapping[str, Any]], path: str | os.PathLike[str], *, title: str = ""
+) -> Path:
+    """Loss (log scale) against step, and held-out error / wrong patterns at the checks
+    (zero errors are drawn at 1e-7, and a star marks the check that found the model exact).
+
+    ``history`` is the list of per-step records of :func:`gzoo.train.train` (keys ``step``,
+    ``global_step``, ``loss``, ``restart``, and at checks ``acc`` and ``n_wrong``). Restarts are
+    marked by vertical lines.
+    """
+    plt = _pyplot()
+    path = Path(path)
+    xs = [r.get("global_step", r.get("step", i)) for i, r in enumerate(history)]
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(7, 5.5), sharex=True)
+    ax1.plot(xs, [max(float(r["loss"]), 1e-12) for r in history], lw=0.8, label="loss")
+    if any("ce" in r for r in history):
+        ax1.plot(xs, [max(float(r.get("ce", math.nan)), 1e-12) for r in history], lw=0.8,
+                 alpha=0.7, label="cross-entropy")
+    ax1.set_yscale("log")
+    ax1.set_ylabel("training loss")
+    ax1.legend(loc="upper right", fontsize=8)
+    checks = [(x, r) for x, r in zip(xs, history, strict=True) if "acc" in r]
+    if checks:
+        cx = [x for x, _ in checks]
+        err = [max(1.0 - float(r["acc"]), 1e-7) for _, r in checks]
+        ax2.plot(cx, err, marker=".", lw=0.8, label="held-out error (1 − acc)")
+        wrong = [(x, r["n_wrong"]) for x, r in checks if r.get("n_wrong") is not None]
+        if wrong:
+            ax2.plot([x for x, _ in wrong], [max(w / 512, 1e-7) for _, w in wrong],
+                     marker="x", lw=0.8, label="wrong neighbourhoods / 512")
+        done = [x for x, r in checks if r.get("exact")]
+        if done:
+            ax2.plot(done, [1e-7] * len(done), "*", ms=12, color="green", label="exact")
+        ax2.set_yscale("log")
+        ax2.legend(loc="upper right", fontsize=8)
+    ax2.set_xlabel("step")
+    ax2.set_ylabel("error")
+    for i in range(1, len(history)):
+        if history[i].get("restart") != history[i - 1].get("restart"):
+            for ax in (ax1, ax2):
+                ax.axvline(xs[i], color="grey", ls="--", lw=0.8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _frames(history: torch.Tensor) -> torch.Tensor:
+    h = torch.as_tensor(history)
+    if h.dim() != 3:
+        raise ValueError(f"history must be [T, H, W], got shape {list(h.shape)}")
+    return h.to(torch.uint8).cpu()
+
+
+def save_history_png(
+    history: torch.Tensor, path: str | os.PathLike[str], *, n_frames: int = 8, title: str = ""
+) -> Path:
+    """A montage of ``n_frames`` evenly spaced frames of a ``[T, H, W]`` history, side by side."""
+    plt = _pyplot()
+    h = _frames(history)
+    t = h.shape[0]
+    idx = sorted({round(i * (t - 1) / max(1, n_frames - 1)) for i in range(min(n_frames, t))})
+    cols = len(idx)
+    fig, axes = plt.subplots(1, cols, figsize=(1.8 * cols, 2.1), squeeze=False)
+    for ax, i in zip(axes[0], idx, strict=True):
+        ax.imshow(h[i].numpy(), cmap="binary", interpolation="nearest", vmin=0, vmax=1)
+        ax.set_title(f"t = {i}", fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def save_history_gif(
+    history: torch.Tensor, path: str | os.PathLike[str], *, fps: int = 10, title: str = ""
+) -> Path:
+    """An animated GIF of a ``[T, H, W]`` history (matplotlib's PillowWriter; needs pillow)."""
+    try:
+        import PIL  # noqa: F401
+    except ImportError:
+        raise RuntimeError("writing a GIF needs pillow (pip install pillow); "
+                           "or write a .png instead") from None
+    plt = _pyplot()
+    from matplotlib.animation import FuncAnimation, PillowWriter
+
+    h = _frames(history)
+    fig, ax = plt.subplots(figsize=(4, 4.3))
+    im = ax.imshow(h[0].numpy(), cmap="binary", interpolation="nearest", vmin=0, vmax=1)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    label = ax.set_title(f"{title} t = 0".strip(), fontsize=9)
+
+    def update(i: int):
+        im.set_data(h[i].numpy())
+        label.set_text(f"{title} t = {i}".strip())
+        return (im, label)
+
+    anim = FuncAnimation(fig, update, frames=h.shape[0], blit=False)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    anim.save(path, writer=PillowWriter(fps=fps))
+    plt.close(fig)
+    return path
+
+
+def save_simulation(history: torch.Tensor, path: str | os.PathLike[str], *, title: str = "",
+                    n_frames: int = 8, fps: int = 10) -> Path:
+    """A GIF if ``path`` ends in ``.gif``, a PNG montage if in ``.png``; else ``ValueError``."""
+    suffix = Path(path).suffix.lower()
+    if suffix == ".gif":
+        return save_history_gif(history, path, fps=fps, title=title)
+    if suffix == ".png":
+        return save_history_png(history, path, n_frames=n_frames, title=title)
+    raise ValueError(f"output must end in .png or .gif, got {os.fspath(path)!r}")

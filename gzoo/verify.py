@@ -1,0 +1,386 @@
+r"""Proving a model exact, and measuring how well it simulates.
+
+**Exhaustive check.** A model whose receptive field is 3×3 (and which is translation
+equivariant, as every convolutional model on the torus is) computes each cell's next state from
+that cell's 3×3 neighbourhood alone: on any board of any size, ``model(x)[i, j] = f(P_{ij}(x))``
+with ``P_{ij}`` the 3×3 patch around ``(i, j)``. A Life-like rule is such an ``f`` too. There
+are only ``2⁹ = 512`` patches, so comparing ``f_model`` and ``f_rule`` on all of them decides
+exactness on every board of every size.
+
+Pattern numbering: pattern ``n ∈ 0..511`` has cell ``(r, c)`` (``r, c ∈ 0..2``, the centre is
+``(1, 1)``) alive iff bit ``j = 3r + c`` of ``n`` is set. Each pattern is run as a 3×3 torus
+board; with circular padding the centre cell then sees exactly the pattern, and the expected
+value is :func:`gzoo.ca.step` on the same board.
+
+**Contexts.** For a larger receptive field ``r`` a cell depends on more than its 3×3 patch, so
+each pattern is embedded at the centre of ``n_contexts`` random boards of side ``r + 2`` (per
+board density ``~ U(0, 1)``), and a pattern counts as wrong if the model is wrong in *any*
+context. This is evidence, not proof (``method="contexts"``).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from gzoo.ca import Rule, step
+from gzoo.models.base import boards_to_onehot
+
+__all__ = [
+    "ExactResult",
+    "PatternProbe",
+    "RolloutResult",
+    "WrongPattern",
+    "all_patterns",
+    "dataset_accuracy",
+    "pattern_counts",
+    "probe_patterns",
+    "rollout_agreement",
+    "verify_exact",
+]
+
+N_PATTERNS = 512
+
+
+def all_patterns(device: torch.device | str | None = None) -> Tensor:
+    """All 512 3×3 patterns as ``uint8 [512, 3, 3]``: bit ``3r + c`` of ``n`` is cell ``(r, c)``."""
+    n = torch.arange(N_PATTERNS, device=device)
+    bits = (n[:, None] >> torch.arange(9, device=device)) & 1
+    return bits.to(torch.uint8).view(N_PATTERNS, 3, 3)
+
+
+@dataclass(frozen=True)
+class WrongPattern:
+    """One 3×3 neighbourhood the model gets wrong.
+
+    ``index`` is the pattern number (module docstring), ``cells`` its rows, ``state`` the centre,
+    ``count`` the live neighbours under the rule's neighbourhood, ``expected`` the rule's answer
+    (the model answered ``1 − expected``, in at least one context for ``method="contexts"``).
+    """
+
+    index: int
+    cells: tuple[tuple[int, int, int], ...]
+    state: int
+    count: int
+    expected: int
+
+    def __str__(self) -> str:
+        rows = "/".join("".join("#" if v else "." for v in row) for row in self.cells)
+        kind = "dead" if self.state == 0 else "alive"
+        return f"#{self.index} {rows} ({kind}, {self.count} neighbours) expected {self.expected}"
+
+
+@dataclass(frozen=True)
+class ExactResult:
+    """Outcome of :func:`verify_exact`.
+
+    Attributes:
+        n_wrong: patterns (of ``n_patterns`` = 512) where the model disagrees with the rule.
+        wrong: those patterns, as :class:`WrongPattern`, by index.
+        method: ``"exhaustive"`` (a proof, receptive field ≤ 3) or ``"contexts"`` (evidence).
+        agreement: fraction of checked cells that agree (patterns × contexts for ``contexts``).
+        receptive_field: the receptive field used (``None`` if the model does not declare one).
+        n_contexts: random contexts per pattern (1 for ``exhaustive``).
+        note: a human-readable sentence on what was checked.
+    """
+
+    n_wrong: int
+    wrong: list[WrongPattern]
+    method: str
+    agreement: float
+    receptive_field: int | None
+    n_contexts: int = 1
+    n_patterns: int = N_PATTERNS
+    note: str = ""
+
+    @property
+    def exact(self) -> bool:
+        """No wrong pattern (a proof of exactness when ``method == "exhaustive"``)."""
+        return self.n_wrong == 0
+
+    def wrong_classes(self) -> dict[tuple[int, int], int]:
+        """Wrong patterns grouped by ``(state, count)``: ``{(0, 6): 28}`` = "never born on 6"."""
+        return dict(sorted(Counter((w.state, w.count) for w in self.wrong).items()))
+
+    def summary(self) -> str:
+        """One line, e.g. ``exact: 0/512 wrong (exhaustive)`` or the wrong classes."""
+        head = f"{self.n_wrong}/{self.n_patterns} patterns wrong ({self.method})"
+        if self.exact:
+            return ("exact: " if self.method == "exhaustive" else "no error found: ") + head
+        names = ("dead", "alive")
+        cls = ", ".join(f"{names[s]}·{n}: {k}" for (s, n), k in self.wrong_classes().items())
+        return f"not exact: {head}; by (state·count): {cls}"
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-able summary (the wrong patterns by index)."""
+        return {
+            "exact": self.exact,
+            "n_wrong": self.n_wrong,
+            "n_patterns": self.n_patterns,
+            "method": self.method,
+            "agreement": self.agreement,
+            "receptive_field": self.receptive_field,
+            "n_contexts": self.n_contexts,
+            "wrong": [w.index for w in self.wrong],
+        }
+
+
+def _device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
+    p = next(iter(model.parameters()), None)
+    if p is None:
+        return torch.device("cpu"), torch.float32
+    return p.device, p.dtype
+
+
+@torch.no_grad()
+def _predict(model: nn.Module, boards: Tensor, batch_size: int) -> Tensor:
+    """``argmax`` next state of uint8 boards ``[N, H, W]`` (model's device/dtype), as uint8."""
+    device, dtype = _device_dtype(model)
+    out = []
+    for part in boards.split(batch_size):
+        logits = model(boards_to_onehot(part.to(device), dtype))
+        out.append(logits.argmax(1).to(torch.uint8))
+    return torch.cat(out)
+
+
+class _EvalMode:
+    """Context manager: ``model.eval()`` inside, the previous train/eval flags restored after."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.flags: list[tuple[nn.Module, bool]] = []
+
+    def __enter__(self) -> nn.Module:
+        self.flags = [(m, m.training) for m in self.model.modules()]
+        self.model.eval()
+        return self.model
+
+    def __exit__(self, *exc: object) -> None:
+        for m, flag in self.flags:
+            m.training = flag
+
+
+def pattern_counts(patterns: Tensor, neighbourhood: str) -> Tensor:
+    """Live neighbours of the centre of each ``[N, 3, 3]`` pattern (int64 ``[N]``)."""
+    p = patterns.long()
+    if neighbourhood == "moore":
+        return p.sum((-2, -1)) - p[:, 1, 1]
+    if neighbourhood == "von_neumann":
+        return p[:, 0, 1] + p[:, 1, 0] + p[:, 1, 2] + p[:, 2, 1]
+    raise ValueError(f"neighbourhood must be 'moore' or 'von_neumann', got {neighbourhood!r}")
+
+
+@dataclass(frozen=True)
+class PatternProbe:
+    """The model's answers on all 512 patterns (see :func:`probe_patterns`).
+
+    Attributes:
+        p_alive: ``[512, n_contexts]`` softmax probability of "alive" at the pattern's centre
+            (the model's device; ``n_contexts`` = 1 for ``exhaustive``).
+        method: ``"exhaustive"`` or ``"contexts"``.
+        n_contexts: contexts per pattern.
+        receptive_field: the receptive field used, or ``None`` if unknown.
+        note: what was probed, in words.
+    """
+
+    p_alive: Tensor
+    method: str
+    n_contexts: int
+    receptive_field: int | None
+    note: str
+
+    @property
+    def alive(self) -> Tensor:
+        """The model's answers ``[512, n_contexts]`` (argmax of the logits) as bool."""
+        return self.p_alive > 0.5
+
+
+@torch.no_grad()
+def probe_patterns(
+    model: nn.Module,
+    *,
+    receptive_field: int | None = None,
+    n_contexts: int = 64,
+    seed: int = 0,
+    batch_size: int = 4096,
+) -> PatternProbe:
+    """Run ``model`` on all 512 3×3 patterns: alone on a 3×3 torus when its receptive field is
+    at most 3, else at the centre of ``n_contexts`` random boards of side ``r + 2`` (module
+    docstring). Eval mode, the model's device and dtype; train/eval flags restored after."""
+    rf = receptive_field if receptive_field is not None else getattr(
+        model, "receptive_field", None)
+    if rf is not None and (isinstance(rf, bool) or not isinstance(rf, int) or rf < 1):
+        raise ValueError(f"receptive_field must be a positive int, got {rf!r}")
+    device, dtype = _device_dtype(model)
+    patterns = all_patterns(device)
+
+    def p_alive(boards: Tensor, r: int, c: int) -> Tensor:
+        out = []
+        for part in boards.split(batch_size):
+            logits = model(boards_to_onehot(part, dtype))[:, :, r, c]
+            out.append(torch.softmax(logits.double(), dim=1)[:, 1])
+        return torch.cat(out)
+
+    with _EvalMode(model):
+        if rf is not None and rf <= 3:
+            probs = p_alive(patterns, 1, 1)[:, None]
+            return PatternProbe(probs, "exhaustive", 1, rf, (
+                f"all {N_PATTERNS} 3×3 neighbourhoods checked; receptive field {rf} ≤ 3, so "
+                "this decides every board of every size"))
+        if isinstance(n_contexts, bool) or not isinstance(n_contexts, int) or n_contexts < 1:
+            raise ValueError(f"n_contexts must be a positive int, got {n_contexts!r}")
+        side = (rf if rf is not None else 9) + 2
+        side += 1 - side % 2  # odd, so the pattern sits at the centre
+        c = side // 2
+        g = torch.Generator().manual_seed(seed)
+        density = torch.rand(n_contexts, 1, 1, generator=g)
+        ctx = (torch.rand(n_contexts, side, side, generator=g) < density).to(torch.uint8)
+        boards = ctx.to(device).repeat(N_PATTERNS, 1, 1)  # [512·n_contexts, side, side]
+        boards[:, c - 1:c + 2, c - 1:c + 2] = patterns.repeat_interleave(n_contexts, 0)
+        probs = p_alive(boards, c, c).view(N_PATTERNS, n_contexts)
+    why = (f"receptive field {rf} > 3" if rf is not None
+           else "the model does not declare its receptive field")
+    return PatternProbe(probs, "contexts", n_contexts, rf, (
+        f"{why}: each of the {N_PATTERNS} neighbourhoods checked at the centre of "
+        f"{n_contexts} random {side}×{side} boards; evidence, not a proof"))
+
+
+def verify_exact(
+    model: nn.Module,
+    rule: Rule | str,
+    *,
+    receptive_field: int | None = None,
+    n_contexts: int = 64,
+    seed: int = 0,
+    batch_size: int = 4096,
+) -> ExactResult:
+    """Compare ``model`` with ``rule`` on all 512 3×3 neighbourhoods (module docstring).
+
+    Args:
+        model: maps one-hot ``[B, 2, H, W]`` to logits ``[B, 2, H, W]`` with circular padding.
+        rule: a :class:`gzoo.ca.Rule` or rule string.
+        receptive_field: overrides ``model.receptive_field``; if neither is known, the
+            ``contexts`` method is used with boards of side 11.
+        n_contexts: random boards per pattern for the ``contexts`` method.
+        seed: seed of the random contexts.
+        batch_size: boards per forward pass.
+
+    The model is run in eval mode on its own device and dtype; its train/eval flags are
+    restored afterwards. A pattern is wrong when the model's argmax differs from the rule (in
+    any context, for ``contexts``).
+    """
+    rule = Rule.parse(rule)
+    probe = probe_patterns(model, receptive_field=receptive_field, n_contexts=n_contexts,
+                           seed=seed, batch_size=batch_size)
+    pats = all_patterns()
+    expected = step(pats, rule)[:, 1, 1]
+    wrong_any = probe.alive.cpu() != expected.bool()[:, None]
+    bad = wrong_any.any(1)
+    counts = pattern_counts(pats, rule.neighbourhood)
+    wrong = [
+        WrongPattern(
+            index=int(i),
+            cells=tuple(tuple(int(v) for v in row) for row in pats[i].tolist()),
+            state=int(pats[i, 1, 1]),
+            count=int(counts[i]),
+            expected=int(expected[i]),
+        )
+        for i in bad.nonzero().flatten().tolist()
+    ]
+    return ExactResult(
+        n_wrong=len(wrong), wrong=wrong, method=probe.method,
+        agreement=1.0 - wrong_any.double().mean().item(),
+        receptive_field=probe.receptive_field, n_contexts=probe.n_contexts, note=probe.note,
+    )
+
+
+@torch.no_grad()
+def dataset_accuracy(model: nn.Module, x: Tensor, y: Tensor, *, batch_size: int = 256) -> float:
+    """Fraction of cells where ``argmax model(x) == y`` (uint8 boards ``[N, H, W]``), eval mode."""
+    if x.shape != y.shape or x.dim() != 3:
+        raise ValueError(f"x and y must be [N, H, W] of equal shape, got {list(x.shape)}, "
+                         f"{list(y.shape)}")
+    device, _ = _device_dtype(model)
+    correct = 0
+    with _EvalMode(model):
+        for xb, yb in zip(x.split(batch_size), y.split(batch_size), strict=True):
+            pred = _predict(model, xb, batch_size)
+            correct += int((pred == yb.to(device)).sum())
+    return correct / max(1, y.numel())
+
+
+@dataclass(frozen=True)
+class RolloutResult:
+    """Outcome of :func:`rollout_agreement`: per initial density, the model's own rollout
+    against the rule's.
+
+    Attributes:
+        densities: initial soup densities.
+        agreement: per density, the fraction of cells that agree, averaged over the steps.
+        final: per density, the agreement after the last step.
+        first_divergence: per density, the first step at which any cell differs (``None`` if
+            the rollouts agree throughout).
+    """
+
+    densities: list[float]
+    steps: int
+    size: int
+    agreement: list[float]
+    final: list[float]
+    first_divergence: list[int | None] = field(default_factory=list)
+
+    @property
+    def mean(self) -> float:
+        return sum(self.agreement) / max(1, len(self.agreement))
+
+    @property
+    def identical(self) -> bool:
+        """The model's rollouts equal the rule's at every step for every density."""
+        return all(d is None for d in self.first_divergence)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "densities": self.densities, "steps": self.steps, "size": self.size,
+            "agreement": self.agreement, "final": self.final,
+            "first_divergence": self.first_divergence, "mean": self.mean,
+            "identical": self.identical,
+        }
+
+
+@torch.no_grad()
+def rollout_agreement(
+    model: nn.Module,
+    rule: Rule | str,
+    size: int = 64,
+    steps: int = 64,
+    densities: tuple[float, ...] = (0.1, 0.3, 0.5),
+    seed: int = 0,
+) -> RolloutResult:
+    """Run the model on its own predictions (``x_{t+1} = model.step(x_t)``) from random soups of
+    each density and compare with the rule's trajectory, step by step."""
+    rule = Rule.parse(rule)
+    device, dtype = _device_dtype(model)
+    g = torch.Generator().manual_seed(seed)
+    agree, final, first = [], [], []
+    with _EvalMode(model):
+        for d in densities:
+            soup = (torch.rand(size, size, generator=g) < d).to(torch.uint8).to(device)
+            a = b = soup[None]
+            per_step, div = [], None
+            for t in range(1, steps + 1):
+                a = step(a, rule)
+                b = model(boards_to_onehot(b, dtype)).argmax(1).to(torch.uint8)
+                same = (a == b).double().mean().item()
+                per_step.append(same)
+                if div is None and same < 1.0:
+                    div = t
+            agree.append(sum(per_step) / max(1, len(per_step)))
+            final.append(per_step[-1] if per_step else 1.0)
+            first.append(div)
+    return RolloutResult(
+        densities=[float(d) for d in densities], steps=steps, size=size,
+        agreement=agree, final=final, first_divergence=first,
+    )

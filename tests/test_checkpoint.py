@@ -1,0 +1,251 @@
+"""Checkpoint folders: round trips, the model card, zoo names, and every loading failure."""
+
+import json
+
+import pytest
+import torch
+
+import gzoo.zoo
+from gzoo.ca import Rule
+from gzoo.checkpoint import (
+    CONFIG_FILE,
+    README_FILE,
+    WEIGHTS_FILE,
+    CheckpointError,
+    load_checkpoint,
+    load_pretrained,
+    save_checkpoint,
+    sha256_file,
+    zoo_entries,
+)
+from gzoo.models import build_model
+
+
+def boards(seed=0, shape=(3, 12, 10)):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 2, shape, generator=g, dtype=torch.uint8)
+
+
+def randomised(model):
+    """Non-default weights and batch-norm statistics, so a round trip has something to keep."""
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p))
+        for name, b in model.named_buffers():
+            if name.endswith(("running_mean", "running_var")):
+                b.copy_(torch.rand_like(b) + 0.5)
+    return model.eval()
+
+
+def save(model, folder, rule="B36/S23", **kw):
+    kw.setdefault("metrics", {"exact": True, "n_wrong": 0, "accuracy": 1.0, "seconds": 1.5,
+                              "steps_run": 200, "method": "exhaustive"})
+    kw.setdefault("train_config", {"seed": 3, "seed_used": 3, "device": "cpu",
+                                   "command": "gzoo train --rule B36/S23 --model p8 --out X"})
+    return save_checkpoint(model, folder, rule=rule, **kw)
+
+
+@pytest.mark.parametrize(
+    ("kind", "kwargs"),
+    [("p8", {}), ("p4", {"width": 3, "depth": 2}), ("tiny", {}), ("multiscale", {}),
+     ("p4m", {"backend": "e2cnn", "width": 2})],
+)
+def test_round_trip_identical_outputs(tmp_path, kind, kwargs):
+    model = randomised(build_model(kind, **kwargs))
+    folder = save(model, tmp_path / "ckpt")
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        [CONFIG_FILE, README_FILE, WEIGHTS_FILE])
+    loaded = load_pretrained(str(folder))
+    assert type(loaded) is type(model) and not loaded.training
+    x = boards()
+    torch.testing.assert_close(
+        loaded(torch.nn.functional.one_hot(x.long(), 2).permute(0, 3, 1, 2).float()),
+        model(torch.nn.functional.one_hot(x.long(), 2).permute(0, 3, 1, 2).float()),
+        rtol=0, atol=0,
+    )
+    assert torch.equal(loaded.step(x), model.step(x))
+    assert loaded.rule == Rule.parse("B36/S23")
+    assert loaded.config["model"] == {"class": type(model).__name__,
+                                      "kwargs": model.init_kwargs()}
+
+
+def test_config_contents(tmp_path):
+    import gzoo
+
+    model = randomised(build_model("p8"))
+    folder = save(model, tmp_path / "c")
+    cfg = json.loads((folder / CONFIG_FILE).read_text())
+    assert cfg["format"] == "gzoo-checkpoint" and cfg["format_version"] == 1
+    assert cfg["gzoo_version"] == gzoo.__version__
+    assert cfg["rule"] == "B36/S23" and cfg["group"] == "p8" and cfg["n_params"] == 218
+    assert cfg["weights_sha256"] == sha256_file(folder / WEIGHTS_FILE)
+    assert cfg["metrics"]["exact"] is True and cfg["train"]["seed_used"] == 3
+    from safetensors import safe_open
+
+    with safe_open(folder / WEIGHTS_FILE, framework="pt") as f:
+        assert f.metadata() == {"format": "pt"}
+        assert set(f.keys()) == set(model.state_dict())
+    loaded = load_checkpoint(folder)
+    assert loaded.config == cfg
+
+
+def test_model_card(tmp_path):
+    folder = save(randomised(build_model("p8")), tmp_path / "b36s23_p8")
+    card = (folder / README_FILE).read_text()
+    assert card.startswith("# b36s23_p8 — B36/S23 (HighLife), p8")
+    for text in ("| parameters | 218 |", "**yes** — 0/512", "100.00 %", "200 steps in 1.5 s",
+                 "gzoo train --rule B36/S23 --model p8 --out X", "Moore neighbourhood"):
+        assert text in card, text
+
+
+def test_never_overwrites_unless_asked(tmp_path):
+    first = randomised(build_model("p4"))
+    folder = save(first, tmp_path / "c")
+    second = randomised(build_model("p4"))
+    with pytest.raises(CheckpointError, match="already exists") as info:
+        save(second, folder)
+    assert info.value.path == folder and str(folder) in str(info.value)
+    assert torch.equal(load_checkpoint(folder).lift.weight, first.lift.weight)
+    save(second, folder, overwrite=True)
+    assert torch.equal(load_checkpoint(folder).lift.weight, second.lift.weight)
+    assert [p.name for p in tmp_path.iterdir()] == ["c"]  # no temp folders left
+
+
+def test_crash_while_saving_leaves_nothing(tmp_path, monkeypatch):
+    import gzoo.checkpoint as ck
+
+    def boom(*a, **k):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(ck, "model_card", boom)
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        save(build_model("p4"), tmp_path / "c")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_extra_files_are_copied(tmp_path):
+    src = tmp_path / "metrics.jsonl"
+    src.write_text('{"step": 1}\n')
+    folder = save(build_model("p4"), tmp_path / "c", extra_files={"metrics.jsonl": src})
+    assert (folder / "metrics.jsonl").read_text() == '{"step": 1}\n'
+    with pytest.raises(CheckpointError, match="bad extra file name"):
+        save(build_model("p4"), tmp_path / "d", extra_files={"config.json": src})
+    assert not (tmp_path / "d").exists()
+
+
+def test_only_gzoo_models_are_saved(tmp_path):
+    with pytest.raises(CheckpointError, match="can only save gzoo models"):
+        save_checkpoint(torch.nn.Linear(2, 2), tmp_path / "c", rule="B3/S23")
+
+
+@pytest.fixture
+def ckpt(tmp_path):
+    return save(randomised(build_model("p8")), tmp_path / "ckpt")
+
+
+def edit_config(folder, **changes):
+    path = folder / CONFIG_FILE
+    cfg = json.loads(path.read_text())
+    for key, value in changes.items():
+        if "." in key:
+            a, b = key.split(".")
+            cfg[a][b] = value
+        else:
+            cfg[key] = value
+    path.write_text(json.dumps(cfg))
+
+
+def test_error_missing_config(ckpt):
+    (ckpt / CONFIG_FILE).unlink()
+    with pytest.raises(CheckpointError, match=r"config\.json: missing file") as info:
+        load_pretrained(ckpt)
+    assert info.value.path == ckpt / CONFIG_FILE
+
+
+def test_error_missing_weights(ckpt):
+    (ckpt / WEIGHTS_FILE).unlink()
+    with pytest.raises(CheckpointError, match=r"model\.safetensors: missing file"):
+        load_pretrained(ckpt)
+
+
+def test_error_bad_json(ckpt):
+    (ckpt / CONFIG_FILE).write_text('{"format": "gzoo-checkpoint",')
+    with pytest.raises(CheckpointError, match=r"config\.json: bad JSON"):
+        load_pretrained(ckpt)
+
+
+def test_error_sha_mismatch(ckpt):
+    data = bytearray((ckpt / WEIGHTS_FILE).read_bytes())
+    data[-1] ^= 0xFF  # flip bits in the last weight
+    (ckpt / WEIGHTS_FILE).write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="sha256 mismatch") as info:
+        load_pretrained(ckpt)
+    assert info.value.path == ckpt / WEIGHTS_FILE
+
+
+def test_error_weights_do_not_fit_config(ckpt):
+    edit_config(ckpt, **{"model.kwargs": {"group": "p8", "width": 5, "depth": 1,
+                                          "backend": "gzoo", "pool": "max"}})
+    with pytest.raises(CheckpointError, match=r"weights do not fit GCNN.*shape mismatch"):
+        load_pretrained(ckpt)
+    edit_config(ckpt, **{"model.kwargs": {"group": "p8", "width": 4, "depth": 2}})
+    with pytest.raises(CheckpointError, match=r"missing \['convs.1.bias'"):
+        load_pretrained(ckpt)
+
+
+def test_error_unknown_class_and_bad_kwargs(ckpt):
+    edit_config(ckpt, **{"model.class": "HexNet"})
+    with pytest.raises(CheckpointError, match=r"unknown model class 'HexNet'.*GCNN"):
+        load_pretrained(ckpt)
+    edit_config(ckpt, **{"model.class": "GCNN", "model.kwargs": {"group": "p5"}})
+    with pytest.raises(CheckpointError, match="do not fit GCNN: unknown group 'p5'"):
+        load_pretrained(ckpt)
+
+
+def test_error_bad_rule_format_and_version(ckpt):
+    edit_config(ckpt, rule="B9/S")
+    with pytest.raises(CheckpointError, match="bad rule"):
+        load_pretrained(ckpt)
+    edit_config(ckpt, rule="B3/S23", format_version=2)
+    with pytest.raises(CheckpointError, match="unsupported format_version 2"):
+        load_pretrained(ckpt)
+    edit_config(ckpt, format="something-else", format_version=1)
+    with pytest.raises(CheckpointError, match="not a gzoo checkpoint config"):
+        load_pretrained(ckpt)
+
+
+def test_error_no_such_path_or_name(tmp_path):
+    with pytest.raises(CheckpointError, match="no such checkpoint folder"):
+        load_pretrained(str(tmp_path / "nope"))
+    with pytest.raises(CheckpointError, match=r"not an installed zoo name \(available: "):
+        load_pretrained("b99s99_p8")
+    with pytest.raises(CheckpointError, match="not a folder"):
+        (tmp_path / "file").write_text("x")
+        load_pretrained(str(tmp_path / "file"))
+
+
+@pytest.fixture
+def fake_zoo(tmp_path, monkeypatch):
+    zoo_dir = tmp_path / "zoo"
+    zoo_dir.mkdir()
+    monkeypatch.setattr(gzoo.zoo, "ZOO_DIR", zoo_dir)
+    return zoo_dir
+
+
+def test_zoo_names(fake_zoo):
+    assert zoo_entries() == []
+    model = randomised(build_model("p4m"))
+    save(model, fake_zoo / "b3s23_p4m", rule="B3/S23")
+    loaded = load_pretrained("b3s23_p4m")
+    assert torch.equal(loaded.step(boards(1)), model.step(boards(1)))
+    assert loaded.rule == Rule.parse("B3/S23")
+    (rows,) = zoo_entries()
+    assert rows == {"name": "b3s23_p4m", "rule": "B3/S23", "group": "p4m", "model": "GCNN",
+                    "n_params": 218, "exact": True, "accuracy": 1.0}
+    with pytest.raises(CheckpointError, match=r"available: b3s23_p4m\)"):
+        load_pretrained("b3s23_p8")
+
+
+def test_device_argument(ckpt):
+    m = load_pretrained(ckpt, device="cpu")
+    assert next(m.parameters()).device.type == "cpu"

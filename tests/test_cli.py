@@ -1,0 +1,192 @@
+"""The ``gzoo`` command line: simulate, train, eval, zoo, demo, and one-line errors."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import gzoo.zoo
+from gzoo.checkpoint import load_checkpoint
+from gzoo.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line_error(err, *needles):
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+
+
+# ---------------------------------------------------------------------------- simulate
+def test_simulate_png(tmp_path, capsys):
+    out = tmp_path / "run.png"
+    code, text, _ = run(capsys, "simulate", "--rule", "B36/S23", "--size", 24, "--steps", 10,
+                        "--out", out)
+    assert code == 0 and out.read_bytes()[:8] == PNG
+    assert "B36/S23 (HighLife): 24×24, 10 steps" in text
+
+
+def test_simulate_gif(tmp_path, capsys):
+    out = tmp_path / "run.gif"
+    code, _, _ = run(capsys, "simulate", "--rule", "B3/S23", "--size", 16, "--steps", 4,
+                     "--out", out)
+    assert code == 0 and out.read_bytes()[:6] in (b"GIF89a", b"GIF87a")
+
+
+@pytest.mark.parametrize(
+    ("args", "needles"),
+    [
+        (["--rule", "B9/S23"], ["gzoo simulate: error:", "'B9/S23'", "out of range"]),
+        (["--out", "run.jpg"], ["must end in .png or .gif"]),
+        (["--size", "0"], ["--size"]),
+    ],
+)
+def test_simulate_errors_are_one_line(tmp_path, capsys, args, needles):
+    argv = ["simulate", "--out", tmp_path / "x.png", *args]
+    code, _, err = run(capsys, *argv)
+    assert code == 2
+    one_line_error(err, *needles)
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_usage_error_is_one_line(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--rule", "B3/S23"])
+    assert info.value.code == 2
+    one_line_error(capsys.readouterr().err, "--out", "--help")
+
+
+def test_console_entry_point_reports_errors_without_traceback(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "gzoo", "eval", str(tmp_path / "missing")],
+        capture_output=True, text=True, env=env, timeout=120,
+    )
+    assert proc.returncode == 2
+    one_line_error(proc.stderr, "gzoo eval: error:", str(tmp_path / "missing"),
+                   "no such checkpoint")
+
+
+# ---------------------------------------------------------------------------- train / eval
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A p8 model of B36/S23 trained through the CLI (a seed that gets exact quickly)."""
+    torch.set_num_threads(1)
+    folder = tmp_path_factory.mktemp("cli") / "b36s23_p8"
+    code = main(["train", "--rule", "B36/S23", "--model", "p8", "--steps", "1500", "--seed",
+                 "0", "--restarts", "0", "--out", str(folder), "--quiet"])
+    assert code == 0
+    return folder
+
+
+def test_train_writes_an_exact_checkpoint(trained):
+    model = load_checkpoint(trained)
+    assert model.config["metrics"]["exact"] is True
+    assert model.config["train"]["model"] == "p8" and model.n_params == 218
+    assert "gzoo train --rule B36/S23 --model p8" in (trained / "README.md").read_text()
+
+
+def test_train_refuses_existing_folder(trained, capsys):
+    code, _, err = run(capsys, "train", "--out", trained, "--steps", 5)
+    assert code == 2
+    one_line_error(err, str(trained), "already exists", "--overwrite")
+
+
+@pytest.mark.parametrize(
+    ("args", "needles"),
+    [
+        (["--model", "hexnet"], ["unknown model 'hexnet'"]),
+        (["--model", "multiscale", "--width", "3"], ["takes no argument(s) ['width']"]),
+        (["--rule", "B3/S23/C4"], ["Generations"]),
+        (["--steps", "0"], ["steps must be a positive int"]),
+    ],
+)
+def test_train_argument_errors(tmp_path, capsys, args, needles):
+    code, _, err = run(capsys, "train", "--out", tmp_path / "o", *args)
+    assert code == 2
+    one_line_error(err, "gzoo train: error:", *needles)
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA error")
+def test_train_on_missing_cuda_is_one_line(tmp_path, capsys):
+    code, _, err = run(capsys, "train", "--device", "cuda", "--steps", 2, "--out", tmp_path / "o")
+    assert code == 2
+    one_line_error(err, "CUDA is not available")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_train_summary_line(tmp_path, capsys):
+    code, out, _ = run(capsys, "train", "--rule", "B3/S23", "--model", "p4", "--width", 2,
+                       "--steps", 4, "--check-every", 2, "--restarts", 0, "--out",
+                       tmp_path / "t", "--quiet")
+    assert code == 0
+    assert re.match(r"B3/S23 · p4 \(\d+ params\): (NOT )?exact — \d+/512 neighbourhoods wrong", out)
+    assert str(tmp_path / "t") in out and (tmp_path / "t" / "config.json").is_file()
+
+
+def test_eval(trained, capsys):
+    code, out, _ = run(capsys, "eval", trained, "--size", 32, "--steps", 16, "--boards", 4)
+    assert code == 0
+    lines = out.splitlines()
+    assert "GCNN(group='p8'" in lines[0] and "rule B36/S23 (HighLife)" in lines[0]
+    assert lines[1] == "exactness:         exact: 0/512 patterns wrong (exhaustive)"
+    assert lines[2].startswith("held-out accuracy: 100.0000 %")
+    assert lines[3].startswith("rollout agreement: 100.00 %") and "identical" in lines[3]
+
+
+def test_eval_against_another_rule(trained, capsys):
+    code, out, _ = run(capsys, "eval", trained, "--rule", "B3/S23", "--size", 16, "--steps",
+                       4, "--boards", 2)
+    assert code == 0
+    assert "not exact: 28/512 patterns wrong (exhaustive); by (state·count): dead·6: 28" in out
+
+
+# ---------------------------------------------------------------------------- zoo / demo
+def test_zoo_empty_and_listed(tmp_path, monkeypatch, capsys, trained):
+    import shutil
+
+    monkeypatch.setattr(gzoo.zoo, "ZOO_DIR", tmp_path)
+    code, out, _ = run(capsys, "zoo")
+    assert code == 0 and out.strip() == "no checkpoints installed in gzoo.zoo"
+    shutil.copytree(trained, tmp_path / "b36s23_p8")
+    code, out, _ = run(capsys, "zoo")
+    head, row = out.strip().splitlines()
+    assert head.split() == ["name", "rule", "group", "params", "exact", "accuracy"]
+    assert row.split() == ["b36s23_p8", "B36/S23", "p8", "218", "yes", "100.00", "%"]
+    code, out, _ = run(capsys, "eval", "b36s23_p8", "--size", 16, "--steps", 2, "--boards", 2)
+    assert code == 0 and "exact: 0/512" in out
+
+
+def test_simulate_with_a_model(trained, tmp_path, capsys):
+    out = tmp_path / "m.png"
+    code, text, _ = run(capsys, "simulate", "--model", trained, "--size", 16, "--steps", 3,
+                        "--out", out)
+    assert code == 0 and out.read_bytes()[:8] == PNG and "model of B36/S23" in text
+
+
+def test_demo_still_works(capsys):
+    code, out, _ = run(capsys, "demo")
+    assert code == 0 and "P8Conv" in out and "float64" in out

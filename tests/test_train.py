@@ -1,0 +1,221 @@
+"""Training: the recipe, the L1 term, determinism, early stop at exactness, restarts, files,
+the progress bar, and two-process DistributedDataParallel under torchrun."""
+
+import io
+import json
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from gzoo.ca import RuleError, step
+from gzoo.checkpoint import CheckpointError, load_checkpoint
+from gzoo.models import build_model
+from gzoo.train import TrainConfig, _Progress, l1_penalty, train, weights_digest
+from gzoo.verify import verify_exact
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def tiny(**kw):
+    """A few-second recipe: small data, a small p4 model."""
+    base = dict(rule="B3/S23", model="p4", model_kwargs={"width": 2}, steps=12, batch_size=4,
+                n_boards=6, board_size=12, pairs_per_board=2, holdout_boards=2, check_every=6,
+                restarts=0)
+    return TrainConfig(**{**base, **kw})
+
+
+# ---------------------------------------------------------------------------- the recipe
+def test_config_defaults_and_json_round_trip():
+    cfg = TrainConfig(rule="b36s23", model="p4m", model_kwargs={"width": 5}, seed=7)
+    assert cfg.rule == "B36/S23"  # canonical
+    assert (cfg.lr, cfg.l1, cfg.batch_size, cfg.board_size) == (1e-2, 1e-5, 16, 32)
+    d = json.loads(json.dumps(cfg.to_dict()))
+    assert TrainConfig.from_dict(d) == cfg
+    assert TrainConfig.from_dict({**d, "seed_used": 1007}) == cfg
+
+
+@pytest.mark.parametrize(
+    ("kw", "error", "match"),
+    [
+        ({"rule": "B9/S"}, RuleError, "invalid rule"),
+        ({"model": "hexnet"}, ValueError, "unknown model"),
+        ({"steps": 0}, ValueError, "steps must be a positive int"),
+        ({"restarts": -1}, ValueError, "restarts must be an int ≥ 0"),
+        ({"lr": 0.0}, ValueError, "lr must be > 0"),
+        ({"data_seed": -2}, ValueError, "data_seed"),
+    ],
+)
+def test_config_checks(kw, error, match):
+    with pytest.raises(error, match=match):
+        TrainConfig(**kw)
+
+
+def test_command_reproduces_the_recipe():
+    from gzoo.cli import build_parser
+
+    cfg = TrainConfig(rule="B36/S23", model="p8", model_kwargs={"width": 5, "depth": 2},
+                      steps=1500, seed=4, restarts=3, lr=3e-3)
+    cmd = cfg.command("runs/x", seed=1004)
+    args = build_parser().parse_args(shlex.split(cmd)[1:])
+    assert (args.rule, args.model, args.width, args.depth) == ("B36/S23", "p8", 5, 2)
+    assert (args.steps, args.seed, args.data_seed, args.restarts) == (1500, 1004, 4, 0)
+    assert (args.lr, args.out, args.batch_size) == (3e-3, "runs/x", None)
+    odd = TrainConfig(model="tiny", model_kwargs={"kernel_size": 3}).command()
+    assert odd.endswith("# and model arguments {'kernel_size': 3} (not settable from the "
+                        "command line)")
+
+
+def test_weights_digest():
+    a, b = build_model("multiscale"), build_model("multiscale")  # has 0-dim int buffers
+    assert weights_digest(a) == weights_digest(a) != weights_digest(b)
+    b.load_state_dict(a.state_dict())
+    assert weights_digest(a) == weights_digest(b)
+    with torch.no_grad():
+        b.stem[0].bias[0] += 1e-6
+    assert weights_digest(a) != weights_digest(b)
+
+
+def test_l1_penalty_sums_weights_only():
+    m = build_model("p4", width=2)
+    expected = sum(p.abs().sum() for n, p in m.named_parameters() if n.endswith("weight"))
+    assert torch.allclose(l1_penalty(m), expected)
+    with torch.no_grad():
+        m.readout.bias.fill_(100.0)
+    assert torch.allclose(l1_penalty(m), expected)  # biases are not penalised
+
+
+# ---------------------------------------------------------------------------- training
+def test_deterministic_per_seed():
+    a = train(tiny(seed=3))
+    b = train(tiny(seed=3))
+    c = train(tiny(seed=4))
+    assert weights_digest(a.model) == weights_digest(b.model)
+    assert [r["loss"] for r in a.history] == [r["loss"] for r in b.history]
+    assert weights_digest(a.model) != weights_digest(c.model)
+
+
+@pytest.mark.parametrize(
+    ("model", "kwargs"),
+    [("tiny", {}), ("small", {}), ("multiscale", {}), ("p8", {"backend": "e2cnn", "width": 2})],
+)
+def test_every_model_kind_trains(model, kwargs):
+    res = train(tiny(model=model, model_kwargs=kwargs, steps=4, check_every=2))
+    assert res.total_steps == 4 and len(res.history) == 4
+    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in res.history)
+    assert res.history[0]["l1"] > 0  # e2cnn's parameters are named "weights": still penalised
+    assert not res.model.training
+    checks = [r for r in res.history if "acc" in r]
+    assert [r["step"] for r in checks] == [2, 4]
+    if res.model.receptive_field > 3:  # the pattern check is skipped below 100 % accuracy
+        assert all(r["n_wrong"] is None for r in checks if r["acc"] < 1)
+        assert res.verify.method == "contexts"
+
+
+def test_restarts_use_new_seeds_and_keep_the_best():
+    res = train(tiny(steps=6, check_every=3, restarts=2, seed=5))
+    assert not res.exact
+    assert [r["restart"] for r in res.history] == [0] * 6 + [1] * 6 + [2] * 6
+    assert sorted({r["seed"] for r in res.history}) == [5, 1005, 2005]
+    assert res.total_steps == 18 and res.steps_run == 6
+    assert res.seed_used == 5 + 1000 * res.restarts_used
+    finals = {r["restart"]: r for r in res.history if r["step"] == 6}
+    best = min(finals.values(), key=lambda r: (r["n_wrong"], -r["acc"]))
+    assert res.restarts_used == best["restart"]
+    assert res.n_wrong == verify_exact(res.model, "B3/S23").n_wrong == best["n_wrong"]
+
+
+def test_learns_highlife_exactly_and_stops_early(tmp_path):
+    """A known-good seed: p8 learns B36/S23 exactly in a few hundred steps, training stops at
+    the first check that finds it exact, and the proof carries over to a large board."""
+    cfg = TrainConfig(rule="B36/S23", model="p8", seed=0, steps=1500, restarts=0)
+    res = train(cfg, tmp_path / "run")
+    assert res.exact and res.n_wrong == 0 and res.accuracy == 1.0
+    assert res.steps_run < cfg.steps and res.steps_run % cfg.check_every == 0
+    assert res.history[-1]["exact"] is True
+    assert all(not r.get("exact", False) for r in res.history[:-1])
+    g = torch.Generator().manual_seed(9)
+    board = torch.rand(2, 57, 43, generator=g) < 0.35
+    for _ in range(5):
+        nxt = res.model.step(board)
+        assert torch.equal(nxt, step(board, "B36/S23"))
+        board = nxt
+    assert res.rollout is not None and res.rollout.identical
+
+    folder = tmp_path / "run"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "README.md", "config.json", "metrics.jsonl", "model.safetensors", "training_curve.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no .partial left
+    lines = [json.loads(s) for s in (folder / "metrics.jsonl").read_text().splitlines()]
+    assert len(lines) == res.total_steps
+    assert {"step", "loss", "ce", "l1", "restart", "seed"} <= set(lines[0])
+    assert lines[-1]["exact"] is True and "acc" in lines[cfg.check_every - 1]
+    assert (folder / "training_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    loaded = load_checkpoint(folder)
+    assert weights_digest(loaded) == weights_digest(res.model)
+    cfg_json = loaded.config
+    assert cfg_json["metrics"]["exact"] is True and cfg_json["metrics"]["n_wrong"] == 0
+    assert cfg_json["train"]["seed_used"] == 0 and cfg_json["train"]["rule"] == "B36/S23"
+    assert "--seed 0" in cfg_json["train"]["command"]
+
+    with pytest.raises(CheckpointError, match="already exists"):
+        train(cfg, folder)
+
+
+def test_overwrite_and_quiet_without_terminal(tmp_path, capsys):
+    folder = tmp_path / "run"
+    train(tiny(), folder)
+    before = (folder / "config.json").read_text()
+    train(tiny(seed=1), folder, overwrite=True)
+    assert (folder / "config.json").read_text() != before
+    assert capsys.readouterr().err == ""  # no progress bar when stderr is not a terminal
+
+
+def test_progress_bar():
+    buf = io.StringIO()
+    bar = _Progress(True, buf)
+    bar.update(0, 2, 50, 100, 0.25, 0.995, 3, force=True)
+    bar.close()
+    text = buf.getvalue()
+    assert text.startswith("\rattempt 1/2 [") and "50/100" in text and "wrong 3/512" in text
+    assert "acc 99.50%" in text and text.endswith("\n")
+    quiet = io.StringIO()
+    _Progress(False, quiet).update(0, 1, 1, 1, 1.0, None, None, force=True)
+    assert quiet.getvalue() == ""
+
+
+# ---------------------------------------------------------------------------- distributed
+def test_torchrun_two_processes(tmp_path):
+    """Two CPU ranks (gloo): identical final weights on both, one checkpoint written."""
+    out = tmp_path / "ckpt"
+    hashes = tmp_path / "hash"
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+        "-m", "gzoo", "train", "--rule", "B3/S23", "--model", "p4", "--width", "2",
+        "--steps", "20", "--check-every", "10", "--restarts", "0", "--batch-size", "4",
+        "--device", "cpu", "--quiet", "--out", str(out), "--weights-hash-file", str(hashes),
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env,
+                          cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    h0 = (tmp_path / "hash.rank0").read_text()
+    h1 = (tmp_path / "hash.rank1").read_text()
+    assert len(h0.strip()) == 64 and h0 == h1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt", "hash.rank0", "hash.rank1"]
+    model = load_checkpoint(out)
+    assert weights_digest(model) == h0.strip()
+    assert model.config["metrics"]["world_size"] == 2
+    assert proc.stdout.count("B3/S23 · p4") == 1  # rank 0 alone reports
