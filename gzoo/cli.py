@@ -1,6 +1,9 @@
 """The ``gzoo`` command line: thin wrappers that parse, call the library and print.
 
-    gzoo demo                                    equivariance error of every layer
+    gzoo demo                                    a pretrained p8 net runs HighLife beside the rule
+    gzoo equivariance                            equivariance error of every layer
+    gzoo infer-rule DIR_OR_NAME                  read the rule back out of a network
+    gzoo show DIR_OR_NAME --out fig.png          filters, class response, rollout
     gzoo simulate --rule B36/S23 --out run.png   a simulation history (PNG montage or GIF)
     gzoo train --rule B36/S23 --model p8 --out DIR
     gzoo eval DIR_OR_NAME                        exactness, held-out accuracy, rollout agreement
@@ -27,7 +30,7 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _demo(args: argparse.Namespace) -> int:
+def _equivariance(args: argparse.Namespace) -> int:
     from gzoo.layers import LAYERS
 
     torch.manual_seed(args.seed)
@@ -44,6 +47,91 @@ def _demo(args: argparse.Namespace) -> int:
             )
             print(f"  {cls.__name__:<12}{cells}")
         print()
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    """The zoo at work: a pretrained p8 network runs HighLife beside the exact rule."""
+    import time
+
+    from gzoo.checkpoint import load_pretrained
+    from gzoo.groups import C8
+    from gzoo.infer import infer_rule
+    from gzoo.plots import save_rollout_comparison
+    from gzoo.verify import rollout_histories, verify_exact
+
+    t0 = time.perf_counter()
+    model = load_pretrained(args.model)
+    rule = model.rule
+    print(f"loaded {args.model}: {type(model).__name__}({model.init_kwargs()}), "
+          f"{model.n_params} parameters, trained on {rule} ({rule.name or 'unnamed'})")
+    print(f"exactness: {verify_exact(model, rule).summary()}")
+
+    g = torch.Generator().manual_seed(args.seed)
+    soup = (torch.rand(args.size, args.size, generator=g) < args.density).to(torch.uint8)
+    net, exact = rollout_histories(model, rule, soup, args.steps)
+    same = (net == exact).flatten(1).all(1)
+    agree = (net == exact).double().mean().item()
+    diverged = (~same).nonzero()
+    print(f"rollout: {args.steps} steps on a {args.size}×{args.size} torus from a density "
+          f"{args.density} soup: {100 * agree:.4f} % of cells agree; "
+          + ("identical at every step" if diverged.numel() == 0
+             else f"first difference at step {int(diverged[0])}"))
+    print(f"  live cells at the end: network {int(net[-1].sum())}, rule {int(exact[-1].sum())}")
+
+    inf = infer_rule(model, check_steps=32)
+    print(f"rule read back from the network: {inf.summary()}")
+
+    x = torch.randn(2, 2, 15, 15)
+    lift_err = model.lift.check_equivariance(x)
+    stencil = torch.randn(2, 2, 3, 3)
+    with torch.no_grad():  # centre response of a 3×3 stencil under 45° ring rotations
+        y = model.lift(stencil)[..., 1, 1]
+        ring = max(float((model.lift(C8.act_z2(stencil, k))[..., 1, 1] - y.roll(k, 2)).norm()
+                         / y.norm()) for k in range(8))
+    print("equivariance of its lifting layer (relative error): "
+          + ", ".join(f"g={k}: {e:.1e}" for k, e in lift_err.items())
+          + f"; 45° ring rotation of a 3×3 stencil: {ring:.1e}")
+    with torch.no_grad():
+        inv = max(float((model(C8.act_z2(x, k)) - C8.act_z2(model(x), k)).norm()
+                        / model(x).norm()) for k in (0, 2, 4, 6))
+    print(f"whole network under 90° turns: {inv:.1e}")
+    path = save_rollout_comparison(net, exact, args.out, title=(
+        f"{args.model}: network (top) beside {rule} (bottom); {100 * agree:.2f} % agree"))
+    print(f"wrote {path}  ({time.perf_counter() - t0:.1f} s)")
+    return 0
+
+
+# ---------------------------------------------------------------------------- infer / show
+def _infer_rule(args: argparse.Namespace) -> int:
+    from gzoo.checkpoint import load_pretrained
+    from gzoo.infer import infer_rule
+
+    model = load_pretrained(args.checkpoint)
+    res = infer_rule(model, args.neighbourhood, check_steps=args.steps)
+    print(res.summary())
+    print(res.table())
+    if model.rule is not None and res.rule is not None:
+        verdict = "matches" if res.rule == model.rule else "DIFFERS FROM"
+        print(f"inferred rule {res.rule} {verdict} the rule it was trained on ({model.rule})")
+    return 0 if res.consistent else 1
+
+
+def _show(args: argparse.Namespace) -> int:
+    from gzoo.checkpoint import load_pretrained
+    from gzoo.infer import infer_rule
+    from gzoo.plots import save_model_explanation
+    from gzoo.verify import rollout_histories
+
+    model = load_pretrained(args.checkpoint)
+    res = infer_rule(model, check=False)
+    g = torch.Generator().manual_seed(args.seed)
+    soup = (torch.rand(args.size, args.size, generator=g) < 0.35).to(torch.uint8)
+    net, exact = rollout_histories(model, model.rule, soup, args.steps)
+    path = save_model_explanation(model, res, net, exact, args.out, title=(
+        f"{args.checkpoint}: {type(model).__name__} trained on {model.rule}, "
+        f"inferred {res.rule}"))
+    print(f"wrote {path}")
     return 0
 
 
@@ -180,9 +268,32 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="gzoo", description=__doc__,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="show the layers' equivariance error")
+    demo = sub.add_parser("demo", help="a pretrained p8 network runs HighLife beside the rule")
+    demo.add_argument("--model", default="b36s23_p8", help="zoo name or folder (b36s23_p8)")
+    demo.add_argument("--size", type=int, default=64)
+    demo.add_argument("--steps", type=int, default=300)
+    demo.add_argument("--density", type=float, default=0.35)
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--out", default="demo.png", help="rollout picture (demo.png)")
     demo.set_defaults(func=_demo)
+
+    eq = sub.add_parser("equivariance", help="equivariance error of every hand-written layer")
+    eq.add_argument("--seed", type=int, default=0)
+    eq.set_defaults(func=_equivariance)
+
+    inf = sub.add_parser("infer-rule", help="read the B/S rule back out of a network")
+    inf.add_argument("checkpoint", help="zoo name or checkpoint folder")
+    inf.add_argument("--neighbourhood", default="auto", choices=("auto", "moore", "von_neumann"))
+    inf.add_argument("--steps", type=int, default=64, help="steps of the immediate check (64)")
+    inf.set_defaults(func=_infer_rule)
+
+    show = sub.add_parser("show", help="picture: lifting filters, class response, rollout")
+    show.add_argument("checkpoint", help="zoo name or checkpoint folder")
+    show.add_argument("--out", required=True, help="output .png")
+    show.add_argument("--size", type=int, default=48)
+    show.add_argument("--steps", type=int, default=60)
+    show.add_argument("--seed", type=int, default=0)
+    show.set_defaults(func=_show)
 
     sim = sub.add_parser("simulate", help="simulate a rule and write a PNG montage or a GIF")
     sim.add_argument("--rule", default="B3/S23", help="rule, e.g. B36/S23 (default B3/S23)")

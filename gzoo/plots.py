@@ -14,7 +14,14 @@ from typing import Any
 
 import torch
 
-__all__ = ["save_history_gif", "save_history_png", "save_simulation", "save_training_curve"]
+__all__ = [
+    "save_history_gif",
+    "save_history_png",
+    "save_model_explanation",
+    "save_rollout_comparison",
+    "save_simulation",
+    "save_training_curve",
+]
 
 
 def _pyplot():
@@ -149,3 +156,121 @@ def save_simulation(history: torch.Tensor, path: str | os.PathLike[str], *, titl
     if suffix == ".png":
         return save_history_png(history, path, n_frames=n_frames, title=title)
     raise ValueError(f"output must end in .png or .gif, got {os.fspath(path)!r}")
+
+
+def _rollout_rows(axes, net: torch.Tensor, exact: torch.Tensor, idx: list[int]) -> None:
+    """Network frames on the top row, the rule's below, disagreeing cells in red on both."""
+    import numpy as np
+
+    for col, i in enumerate(idx):
+        diff = (net[i] != exact[i]).numpy()
+        for row, (h, label) in enumerate(((net, "network"), (exact, "rule"))):
+            img = np.stack([1.0 - h[i].numpy()] * 3, -1)
+            img[diff] = (0.85, 0.1, 0.1)
+            ax = axes[row][col]
+            ax.imshow(img, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if row == 0:
+                ax.set_title(f"t = {i}", fontsize=8)
+            if col == 0:
+                ax.set_ylabel(label, fontsize=8)
+
+
+def save_rollout_comparison(
+    network: torch.Tensor, exact: torch.Tensor, path: str | os.PathLike[str], *,
+    n_frames: int = 6, title: str = "",
+) -> Path:
+    """A network's self-fed rollout (top) beside the exact rule's (bottom), ``[T, H, W]`` each;
+    cells where they differ are red."""
+    plt = _pyplot()
+    net, ref = _frames(network), _frames(exact)
+    if net.shape != ref.shape:
+        raise ValueError(f"histories differ in shape: {list(net.shape)} vs {list(ref.shape)}")
+    t = net.shape[0]
+    idx = sorted({round(i * (t - 1) / max(1, n_frames - 1)) for i in range(min(n_frames, t))})
+    fig, axes = plt.subplots(2, len(idx), figsize=(1.7 * len(idx), 3.8), squeeze=False)
+    _rollout_rows(axes, net, ref, idx)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def save_model_explanation(
+    model: torch.nn.Module, inference: Any, network: torch.Tensor, exact: torch.Tensor,
+    path: str | os.PathLike[str], *, title: str = "",
+) -> Path:
+    """Three panels that explain a CA network:
+
+    1. the lifting filters of every group element (rows: fields, columns: elements), drawn as
+       ``w_alive − w_dead``: on a one-hot board the response is a constant plus the correlation of
+       this difference with the live cells;
+    2. the learned response per ``(state, count)`` class: the fraction of the class's
+       neighbourhoods the network answers "alive" (from :func:`gzoo.infer.infer_rule`), the
+       inferred rule's answer outlined;
+    3. a self-fed rollout beside the exact rule.
+    """
+    import numpy as np
+
+    plt = _pyplot()
+    lift = getattr(model, "lift", None)
+    if lift is not None and hasattr(lift, "expand_filter"):
+        with torch.no_grad():
+            bank = lift.expand_filter().detach().cpu().double()  # [w·|G|, 2, k, k]
+        order = getattr(lift, "group_order", 1)
+    else:
+        first = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+        bank, order = first.weight.detach().cpu().double(), 1
+    filt = (bank[:, 1] - bank[:, 0]).numpy()
+    fields = filt.shape[0] // order
+    classes = inference.classes
+    max_count = max(c.count for c in classes)
+
+    net, ref = _frames(network), _frames(exact)
+    t = net.shape[0]
+    idx = sorted({round(i * (t - 1) / 4) for i in range(5)}) if t > 1 else [0]
+    cols = max(order, len(idx), 4)
+    rows = fields + 1 + 2
+    fig = plt.figure(figsize=(1.25 * cols + 1, 1.25 * rows + 0.8))
+    grid = fig.add_gridspec(rows, cols)
+    vmax = float(np.abs(filt).max()) or 1.0
+    for f in range(fields):
+        for g in range(order):
+            ax = fig.add_subplot(grid[f, g])
+            ax.imshow(filt[f * order + g], cmap="RdBu_r", vmin=-vmax, vmax=vmax,
+                      interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if f == 0:
+                ax.set_title(f"g = {g}", fontsize=7)
+            if g == 0:
+                ax.set_ylabel(f"field {f}", fontsize=7)
+    ax = fig.add_subplot(grid[fields, :])
+    resp = np.full((2, max_count + 1), np.nan)
+    for c in classes:
+        resp[c.state, c.count] = c.frac_alive
+    ax.imshow(resp, cmap="Greens", vmin=0, vmax=1, aspect="auto")
+    for c in classes:
+        ax.text(c.count, c.state, f"{c.frac_alive:.2f}", ha="center", va="center", fontsize=7)
+        if c.decision == 1:
+            ax.add_patch(plt.Rectangle((c.count - 0.5, c.state - 0.5), 1, 1, fill=False,
+                                       lw=1.5, ec="black"))
+    ax.set_yticks([0, 1], ["dead (B)", "alive (S)"], fontsize=7)
+    ax.set_xticks(range(max_count + 1))
+    ax.set_xlabel(f"live neighbours ({inference.neighbourhood}); fraction answered alive, "
+                  f"outlined = inferred rule {inference.rule}", fontsize=7)
+    axes = [[fig.add_subplot(grid[fields + 1 + r, c]) for c in range(len(idx))] for r in (0, 1)]
+    _rollout_rows(axes, net, ref, idx)
+    fig.suptitle(title or "lifting filters (w_alive − w_dead) · class response · rollout",
+                 fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -196,6 +196,18 @@ class TrainResult:
     rank: int = 0
     world_size: int = 1
 
+    def recipe(self, cfg: TrainConfig, out: str | os.PathLike[str]) -> dict[str, Any]:
+        """The ``train`` record of a checkpoint's ``config.json``: the recipe, the seeds that
+        produced these weights, and the command that reruns exactly that attempt."""
+        return cfg.to_dict() | {
+            "seed_used": self.seed_used,
+            "data_seed_used": cfg.effective_data_seed,
+            "command": cfg.command(str(out), seed=self.seed_used),
+            "torch_version": torch.__version__,
+            "torch_threads": torch.get_num_threads(),
+            "world_size": self.world_size,
+        }
+
     def metrics(self) -> dict[str, Any]:
         """The metrics recorded in a checkpoint's ``config.json``."""
         m: dict[str, Any] = {
@@ -482,17 +494,10 @@ def _train(cfg: TrainConfig, rule: Rule, ctx: _Dist, out: Path | None, overwrite
 
             title = f"{rule} · {model.model_kind} · seed {cfg.seed}"
             save_training_curve(history, staging / "training_curve.png", title=title)
-            train_info = cfg.to_dict() | {
-                "seed_used": result.seed_used,
-                "data_seed_used": data_seed,
-                "command": cfg.command(str(out), seed=result.seed_used),
-                "torch_version": torch.__version__,
-                "torch_threads": torch.get_num_threads(),
-                "world_size": world,
-            }
             model.config = None
             result.checkpoint = save_checkpoint(
-                model, out, rule=rule, train_config=train_info, metrics=result.metrics(),
+                model, out, rule=rule, train_config=result.recipe(cfg, out),
+                metrics=result.metrics(),
                 overwrite=overwrite,
                 extra_files={"metrics.jsonl": staging / "metrics.jsonl",
                              "training_curve.png": staging / "training_curve.png"},

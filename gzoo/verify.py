@@ -39,6 +39,7 @@ __all__ = [
     "pattern_counts",
     "probe_patterns",
     "rollout_agreement",
+    "rollout_histories",
     "verify_exact",
 ]
 
@@ -384,3 +385,22 @@ def rollout_agreement(
         densities=[float(d) for d in densities], steps=steps, size=size,
         agreement=agree, final=final, first_divergence=first,
     )
+
+
+@torch.no_grad()
+def rollout_histories(model: nn.Module, rule: Rule | str, board: Tensor,
+                      steps: int) -> tuple[Tensor, Tensor]:
+    """The model's self-fed history and the rule's, both ``[steps + 1, H, W]`` uint8, from the
+    same ``[H, W]`` board (``x_{t+1} = model.step(x_t)`` against :func:`gzoo.ca.simulate`)."""
+    from gzoo.ca import simulate
+
+    rule = Rule.parse(rule)
+    exact = simulate(board.to(torch.uint8).cpu(), rule, steps)
+    device, dtype = _device_dtype(model)
+    frames = [exact[0]]
+    x = exact[0][None].to(device)
+    with _EvalMode(model):
+        for _ in range(steps):
+            x = model(boards_to_onehot(x, dtype)).argmax(1).to(torch.uint8)
+            frames.append(x[0].cpu())
+    return torch.stack(frames), exact

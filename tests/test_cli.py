@@ -187,6 +187,36 @@ def test_simulate_with_a_model(trained, tmp_path, capsys):
     assert code == 0 and out.read_bytes()[:8] == PNG and "model of B36/S23" in text
 
 
-def test_demo_still_works(capsys):
-    code, out, _ = run(capsys, "demo")
+def test_equivariance_table(capsys):
+    code, out, _ = run(capsys, "equivariance")
     assert code == 0 and "P8Conv" in out and "float64" in out
+
+
+def test_demo_with_a_checkpoint(trained, tmp_path, capsys):
+    """The demo on a freshly trained HighLife p8 checkpoint (the zoo's own is tested in
+    test_zoo.py): rollout agreement, the rule read back, equivariance, a PNG."""
+    out = tmp_path / "demo.png"
+    code, text, _ = run(capsys, "demo", "--model", trained, "--size", 24, "--steps", 20,
+                        "--out", out)
+    assert code == 0, text
+    assert "identical at every step" in text
+    assert "rule read back from the network: rule B36/S23" in text
+    assert "45° ring rotation of a 3×3 stencil" in text
+    assert out.read_bytes()[:8] == PNG
+
+
+def test_infer_rule_and_show(trained, tmp_path, capsys):
+    code, text, _ = run(capsys, "infer-rule", trained, "--steps", 4)
+    assert code == 0 and "rule B36/S23" in text and "matches the rule it was trained on" in text
+    assert "margin min" in text and "    B6 " in text
+    code, text, _ = run(capsys, "infer-rule", trained, "--neighbourhood", "von_neumann")
+    assert code == 1 and "not outer-totalistic" in text
+    fig = tmp_path / "show.png"
+    code, text, _ = run(capsys, "show", trained, "--out", fig, "--size", 16, "--steps", 4)
+    assert code == 0 and fig.read_bytes()[:8] == PNG
+
+
+def test_infer_rule_missing_checkpoint_is_one_line(tmp_path, capsys):
+    code, _, err = run(capsys, "infer-rule", tmp_path / "nope")
+    assert code == 2
+    one_line_error(err, "nope")
