@@ -40,6 +40,7 @@ __all__ = [
     "probe_patterns",
     "rollout_agreement",
     "rollout_histories",
+    "symmetry_floor",
     "verify_exact",
 ]
 
@@ -404,3 +405,28 @@ def rollout_histories(model: nn.Module, rule: Rule | str, board: Tensor,
             x = model(boards_to_onehot(x, dtype)).argmax(1).to(torch.uint8)
             frames.append(x[0].cpu())
     return torch.stack(frames), exact
+
+
+def symmetry_floor(rule: Rule | str, group: str) -> int:
+    """The fewest wrong 3×3 neighbourhoods any model invariant under ``group`` can have.
+
+    A model built from ``group``'s layers with a 3×3 receptive field answers equally on every
+    pattern of an orbit ``{L_g P}`` (for p8: the 45° ring rotations of the stencil). The best it
+    can do on an orbit is the rule's majority answer there, so the floor is
+    ``Σ_orbits min(#alive, #dead)``. It is 0 for every outer-totalistic Moore rule and every
+    group here; von Neumann rules separate orthogonal from diagonal neighbours, which p8's ring
+    rotation exchanges, so p8's floor is positive for them.
+    """
+    from gzoo.groups import get_group
+
+    rule, g = Rule.parse(rule), get_group(group)
+    patterns = all_patterns()
+    expected = step(patterns, rule)[:, 1, 1].long()
+    weights = 1 << torch.arange(9)
+    # orbit label: the smallest pattern index over the group's images of each pattern
+    images = torch.stack([(g.act_z2(patterns, e).flatten(1).long() * weights).sum(1)
+                          for e in range(g.order)])
+    orbit = images.min(0).values
+    alive = torch.zeros(N_PATTERNS, dtype=torch.long).index_add_(0, orbit, expected)
+    size = torch.zeros(N_PATTERNS, dtype=torch.long).index_add_(0, orbit, torch.ones_like(orbit))
+    return int(torch.minimum(alive, size - alive).sum())

@@ -125,3 +125,31 @@ def test_pattern_counts():
         pattern_counts(p, "hex")
     with pytest.raises(ValueError, match="'hex'"):
         infer_rule(RuleNet("B3/S23"), "hex")
+
+
+def test_larger_receptive_field_uses_contexts():
+    net = RuleNet("B36/S23")
+    net.receptive_field = 5  # declared larger: each pattern is probed in random contexts
+    res = infer_rule(net, n_contexts=8, check=False)
+    assert res.method == "contexts" and res.n_contexts == 8
+    assert res.rule == Rule.parse("B36/S23")
+    assert all(c.context_agreement == 1.0 for c in res.classes)
+
+    def peek(alive, nxt):  # also looks two cells to the right: outside the 3×3 window
+        return nxt * (1 - alive.roll(-2, -1).float() * (torch.rand(alive.shape) < 0.5))
+
+    noisy = RuleNet("B36/S23", corrupt=peek)
+    noisy.receptive_field = 5
+    res = infer_rule(noisy, n_contexts=16, check=False)
+    assert any(c.context_agreement < 1.0 for c in res.classes)
+
+
+@pytest.mark.parametrize("name", __import__("gzoo.zoo").zoo.available())
+def test_every_zoo_checkpoint_reads_back_its_rule(name):
+    import gzoo
+
+    model = gzoo.load_pretrained(name)
+    res = infer_rule(model, check_steps=16, check_size=32)
+    assert res.consistent and res.rule == model.rule
+    assert res.neighbourhood == model.rule.neighbourhood
+    assert res.check.identical
