@@ -33,6 +33,16 @@ def _pyplot():
     return plt
 
 
+def _save(plt, fig, path: str | os.PathLike[str]) -> Path:
+    """Lay out, write as PNG (creating the folder) and close a figure."""
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def save_training_curve(
     history: Sequence[Mapping[str, Any]], path: str | os.PathLike[str], *, title: str = ""
 ) -> Path:
@@ -76,11 +86,7 @@ def save_training_curve(
                 ax.axvline(xs[i], color="grey", ls="--", lw=0.8)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def _frames(history: torch.Tensor) -> torch.Tensor:
@@ -107,12 +113,7 @@ def save_history_png(
         ax.set_yticks([])
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def save_history_gif(
@@ -193,12 +194,7 @@ def save_rollout_comparison(
     _rollout_rows(axes, net, ref, idx)
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def save_model_explanation(
@@ -268,9 +264,4 @@ def save_model_explanation(
     _rollout_rows(axes, net, ref, idx)
     fig.suptitle(title or "lifting filters (w_alive − w_dead) · class response · rollout",
                  fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
