@@ -240,10 +240,16 @@ class GroupCorrelation(GroupConvBase):
             out_channels, in_channels, self.group_order, k, k)
         self.weight = nn.Parameter(torch.empty(shape, **factory))
         self.bias = nn.Parameter(torch.empty(out_channels, **factory)) if bias else None
-        # idx[g, q]: source of entry q of the bank row for element g (one gather builds the bank).
-        self.register_buffer(
-            "_index", self.group.kernel_index(k, lifting).to(device), persistent=False
-        )
+        # _index[n]: source in weight.flatten() of entry n of bank.flatten(), so the bank is one
+        # index_select (one kernel; backward one index_add_). Built from the group's table
+        # idx[g, q] (source of entry q of the bank row for element g): bank[o, g, i, q] =
+        # ψ[o, i, idx[g, q]].
+        idx = self.group.kernel_index(k, lifting)
+        per = idx.shape[1]  # |G_in|·k²
+        flat = (torch.arange(out_channels).view(-1, 1, 1, 1) * (in_channels * per)
+                + torch.arange(in_channels).view(1, 1, -1, 1) * per
+                + idx.view(1, self.group_order, 1, per))
+        self.register_buffer("_index", flat.reshape(-1).to(device), persistent=False)
         self._cache: tuple[tuple[int, ...], Tensor, Tensor | None] | None = None
         self.reset_parameters()
 
@@ -262,17 +268,15 @@ class GroupCorrelation(GroupConvBase):
     def expand_filter(self) -> Tensor:
         """The filter bank ``[C_out·|G|, C_in·|G_in|, k, k]``: row ``o·|G|+g`` is ``L_g ψ_o``."""
         o, i, k = self.out_channels, self.in_channels, self.kernel_size
-        flat = self.weight.reshape(o, i, -1)  # [O, I, |G_in|·k²]
-        # bank[o, g, i, q] = ψ[o, i, idx[g, q]]: eq. 14 / eq. 15 as one advanced-index gather.
-        chan = torch.arange(i, device=flat.device).view(1, i, 1)
-        bank = flat[:, chan, self._index.unsqueeze(1)]  # [O, |G|, I, |G_in|·k²]
-        return bank.reshape(o * self.group_order, i * self.in_order, k, k)
+        # bank[o, g, i, q] = ψ[o, i, idx[g, q]]: eq. 14 / eq. 15 as one gather.
+        bank = self.weight.reshape(-1).index_select(0, self._index)
+        return bank.view(o * self.group_order, i * self.in_order, k, k)
 
     def expand_bias(self) -> Tensor | None:
         """The bias per output channel: each field's bias repeated over the group axis."""
         if self.bias is None:
             return None
-        return self.bias.repeat_interleave(self.group_order)
+        return self.bias.unsqueeze(1).expand(-1, self.group_order).reshape(-1)
 
     def _bank(self) -> tuple[Tensor, Tensor | None]:
         if torch.jit.is_scripting() or self.training:
