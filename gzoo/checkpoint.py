@@ -149,9 +149,11 @@ def model_card(config: Mapping[str, Any], name: str | None = None) -> str:
     if train.get("command"):
         lines += ["## Reproduce", "", "```bash", str(train["command"]), "```", ""]
         threads = train.get("torch_threads")
+        plural = "s" if threads != 1 else ""
+        used = f" (trained with {threads} torch thread{plural})." if threads else "."
         lines += [
             "Bit-for-bit deterministic in a single CPU process for a given seed and thread count"
-            + (f" (trained with {threads} torch threads)." if threads else "."), ""]
+            + used, ""]
     lines += [f"Weights: `{WEIGHTS_FILE}`, sha256 `{config.get('weights_sha256', '?')}`.", ""]
     return "\n".join(lines)
 
