@@ -21,12 +21,7 @@ from gzoo.verify import verify_exact
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")  # training is reproducible per thread count
 
 
 def tiny(**kw):
