@@ -30,13 +30,12 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _equivariance(args: argparse.Namespace) -> int:
+def _equivariance_table(dtypes: tuple[torch.dtype, ...]) -> None:
     from gzoo.layers import LAYERS
 
-    torch.manual_seed(args.seed)
     print("Max relative equivariance error ‖Φ(L_g x) − L_g Φ(x)‖/‖Φ(x)‖ per group element")
     print("(3×3 kernels, circular padding, 2→3 fields, random 15×15 inputs; p8: 90° subgroup)\n")
-    for dtype in (torch.float32, torch.float64):
+    for dtype in dtypes:
         print(f"{str(dtype).removeprefix('torch.')}:")
         print(f"  {'layer':<12}" + "".join(f"{'g=' + str(g):>10}" for g in range(8)))
         for cls in LAYERS:
@@ -47,6 +46,11 @@ def _equivariance(args: argparse.Namespace) -> int:
             )
             print(f"  {cls.__name__:<12}{cells}")
         print()
+
+
+def _equivariance(args: argparse.Namespace) -> int:
+    torch.manual_seed(args.seed)
+    _equivariance_table((torch.float32, torch.float64))
     return 0
 
 
@@ -95,7 +99,8 @@ def _demo(args: argparse.Namespace) -> int:
     with torch.no_grad():
         inv = max(float((model(C8.act_z2(x, k)) - C8.act_z2(model(x), k)).norm()
                         / model(x).norm()) for k in (0, 2, 4, 6))
-    print(f"whole network under 90° turns: {inv:.1e}")
+    print(f"whole network under 90° turns: {inv:.1e}\n")
+    _equivariance_table((torch.float32,))
     path = save_rollout_comparison(net, exact, args.out, title=(
         f"{args.model}: network (top) beside {rule} (bottom); {100 * agree:.2f} % agree"))
     print(f"wrote {path}  ({time.perf_counter() - t0:.1f} s)")
