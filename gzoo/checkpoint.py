@@ -360,6 +360,13 @@ def load_checkpoint(
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
         raise CheckpointError(weights, f"weights do not fit {cls_name}: {e}") from None
+    # p4m and p8 layers have the same weight shapes: the recorded group and size must agree too
+    for key, built in (("group", model.group), ("n_params", model.n_params)):
+        if key in config and config[key] != built:
+            raise CheckpointError(cfg_path, (
+                f"inconsistent config: {key} is {config[key]!r} but {cls_name}({kwargs}) "
+                f"has {key} {built!r}"
+            ))
     if device is not None:
         model.to(device)
     model.eval()

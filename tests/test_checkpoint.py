@@ -193,6 +193,14 @@ def test_error_weights_do_not_fit_config(ckpt):
         load_pretrained(ckpt)
 
 
+def test_error_group_swapped_in_config(ckpt):
+    """p4m and p8 weights have the same shapes: a config naming the other group is caught."""
+    edit_config(ckpt, **{"model.kwargs": {"group": "p4m", "width": 4, "depth": 1,
+                                          "backend": "gzoo", "pool": "max"}})
+    with pytest.raises(CheckpointError, match=r"inconsistent config: group is 'p8'.*'p4m'"):
+        load_pretrained(ckpt)
+
+
 def test_error_unknown_class_and_bad_kwargs(ckpt):
     edit_config(ckpt, **{"model.class": "HexNet"})
     with pytest.raises(CheckpointError, match=r"unknown model class 'HexNet'.*GCNN"):
