@@ -363,25 +363,17 @@ def rollout_agreement(
 ) -> RolloutResult:
     """Run the model on its own predictions (``x_{t+1} = model.step(x_t)``) from random soups of
     each density and compare with the rule's trajectory, step by step."""
-    rule = Rule.parse(rule)
-    device, dtype = _device_dtype(model)
     g = torch.Generator().manual_seed(seed)
-    agree, final, first = [], [], []
-    with _EvalMode(model):
-        for d in densities:
-            soup = (torch.rand(size, size, generator=g) < d).to(torch.uint8).to(device)
-            a = b = soup[None]
-            per_step, div = [], None
-            for t in range(1, steps + 1):
-                a = step(a, rule)
-                b = model(boards_to_onehot(b, dtype)).argmax(1).to(torch.uint8)
-                same = (a == b).double().mean().item()
-                per_step.append(same)
-                if div is None and same < 1.0:
-                    div = t
-            agree.append(sum(per_step) / max(1, len(per_step)))
-            final.append(per_step[-1] if per_step else 1.0)
-            first.append(div)
+    soups = torch.stack([(torch.rand(size, size, generator=g) < d).to(torch.uint8)
+                         for d in densities])
+    net, exact = rollout_histories(model, rule, soups, steps)  # [steps + 1, D, H, W]
+    same = (net[1:] == exact[1:]).flatten(2).double().mean(2)  # [steps, D]
+    agree = same.mean(0).tolist() if steps else [1.0] * len(densities)
+    final = same[-1].tolist() if steps else [1.0] * len(densities)
+    first: list[int | None] = []
+    for col in (same < 1.0).T:
+        bad = col.nonzero()
+        first.append(int(bad[0]) + 1 if bad.numel() else None)
     return RolloutResult(
         densities=[float(d) for d in densities], steps=steps, size=size,
         agreement=agree, final=final, first_divergence=first,
@@ -391,20 +383,23 @@ def rollout_agreement(
 @torch.no_grad()
 def rollout_histories(model: nn.Module, rule: Rule | str, board: Tensor,
                       steps: int) -> tuple[Tensor, Tensor]:
-    """The model's self-fed history and the rule's, both ``[steps + 1, H, W]`` uint8, from the
-    same ``[H, W]`` board (``x_{t+1} = model.step(x_t)`` against :func:`gzoo.ca.simulate`)."""
+    """The model's self-fed history and the rule's, both ``[steps + 1, ...]`` uint8, from the
+    same ``[H, W]`` or ``[B, H, W]`` board(s): ``x_{t+1} = model(x_t)`` against
+    :func:`gzoo.ca.simulate`. Eval mode, the model's device and dtype."""
     from gzoo.ca import simulate
 
     rule = Rule.parse(rule)
     exact = simulate(board.to(torch.uint8).cpu(), rule, steps)
     device, dtype = _device_dtype(model)
-    frames = [exact[0]]
-    x = exact[0][None].to(device)
+    x = exact[0].to(device)
+    x = x if x.dim() == 3 else x[None]
+    frames = [x.cpu()]
     with _EvalMode(model):
         for _ in range(steps):
             x = model(boards_to_onehot(x, dtype)).argmax(1).to(torch.uint8)
-            frames.append(x[0].cpu())
-    return torch.stack(frames), exact
+            frames.append(x.cpu())
+    net = torch.stack(frames)
+    return (net if exact.dim() == 4 else net[:, 0]), exact
 
 
 def symmetry_floor(rule: Rule | str, group: str) -> int:
