@@ -356,6 +356,17 @@ def write_json(path: Path, payload: dict[str, Any]) -> Path:
     return path
 
 
+def finish(payload: dict[str, Any], args: argparse.Namespace, name: str,
+           plot: Any) -> dict[str, Any]:
+    """The common end of a benchmark: write ``<name>.json`` and (unless ``--no-plot``) the PNG
+    drawn by ``plot(payload, path)`` into ``args.out``, and say where and how long."""
+    print(f"\nwrote {write_json(args.out / f'{name}.json', payload)}")
+    if not args.no_plot:
+        print(f"wrote {plot(payload, args.out / f'{name}.png')}")
+    print(f"({payload['seconds']:.1f} s)")
+    return payload
+
+
 def fmt_time(seconds: float | None) -> str:
     """``1.23 ms`` style, three significant digits."""
     if seconds is None or not math.isfinite(seconds):

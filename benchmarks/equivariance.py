@@ -34,11 +34,11 @@ import torch
 from common import (
     add_common_args,
     describe_machine,
+    finish,
     machine_info,
     print_table,
     pyplot,
     setup_run,
-    write_json,
 )
 from scipy import ndimage
 from torch import Tensor, nn
@@ -409,12 +409,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "tables": tables,
         "seconds": time.perf_counter() - t0,
     }
-    path = write_json(args.out / "equivariance.json", payload)
-    print(f"\nwrote {path}")
-    if not args.no_plot:
-        print(f"wrote {plot(payload, args.out / 'equivariance.png')}")
-    print(f"({payload['seconds']:.1f} s)")
-    return payload
+    return finish(payload, args, "equivariance", plot)
 
 
 if __name__ == "__main__":

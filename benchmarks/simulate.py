@@ -33,6 +33,7 @@ from common import (
     add_common_args,
     bench,
     describe_machine,
+    finish,
     fmt_time,
     machine_info,
     paired_ratio,
@@ -40,7 +41,6 @@ from common import (
     pyplot,
     setup_run,
     sync,
-    write_json,
 )
 
 from gzoo.ca import Rule, simulate, step
@@ -256,12 +256,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "table": table,
         "seconds": time.perf_counter() - t0,
     }
-    path = write_json(args.out / "simulate.json", payload)
-    print(f"\nwrote {path}")
-    if not args.no_plot:
-        print(f"wrote {plot(payload, args.out / 'simulate.png')}")
-    print(f"({payload['seconds']:.1f} s)")
-    return payload
+    return finish(payload, args, "simulate", plot)
 
 
 if __name__ == "__main__":

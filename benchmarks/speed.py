@@ -44,6 +44,7 @@ from common import (
     add_common_args,
     bench,
     describe_machine,
+    finish,
     fmt_time,
     keep_freed_memory,
     machine_info,
@@ -53,7 +54,6 @@ from common import (
     setup_run,
     summarize,
     sync,
-    write_json,
 )
 from torch import Tensor, nn
 
@@ -533,12 +533,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "tables": tables,
         "seconds": time.perf_counter() - t_start,
     }
-    path = write_json(args.out / "speed.json", payload)
-    print(f"\nwrote {path}")
-    if not args.no_plot:
-        print(f"wrote {plot(payload, args.out / 'speed.png')}")
-    print(f"({payload['seconds']:.1f} s)")
-    return payload
+    return finish(payload, args, "speed", plot)
 
 
 if __name__ == "__main__":
