@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from gzoo.ca import Rule, step
+from gzoo.ca import Rule, neighbour_counts, step
 from gzoo.models.base import boards_to_onehot
 
 __all__ = [
@@ -166,13 +166,12 @@ class _EvalMode:
 
 
 def pattern_counts(patterns: Tensor, neighbourhood: str) -> Tensor:
-    """Live neighbours of the centre of each ``[N, 3, 3]`` pattern (int64 ``[N]``)."""
-    p = patterns.long()
-    if neighbourhood == "moore":
-        return p.sum((-2, -1)) - p[:, 1, 1]
-    if neighbourhood == "von_neumann":
-        return p[:, 0, 1] + p[:, 1, 0] + p[:, 1, 2] + p[:, 2, 1]
-    raise ValueError(f"neighbourhood must be 'moore' or 'von_neumann', got {neighbourhood!r}")
+    """Live neighbours of the centre of each ``[N, 3, 3]`` pattern (int64 ``[N]``).
+
+    On a 3×3 torus the centre's neighbours are exactly the pattern's other cells, so this is
+    :func:`gzoo.ca.neighbour_counts` read at the centre.
+    """
+    return neighbour_counts(patterns, neighbourhood)[:, 1, 1].long()
 
 
 @dataclass(frozen=True)
