@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from gzoo.ca import Rule, neighbour_counts
+from gzoo.ca import Rule, as_uint8_boards, neighbour_counts
 from gzoo.verify import (
     RolloutResult,
     all_patterns,
@@ -364,11 +364,9 @@ def infer_rule_from_data(history: object) -> DataInference:
     docstring for the likelihood model and the BIC choice of neighbourhood.
     """
     h = _as_history(history)
+    h = as_uint8_boards(h.flatten(0, 1), "history").view(h.shape)  # checks the values are 0/1
     x = h[:-1].flatten(0, 1)  # boards at t
     y = h[1:].flatten(0, 1)  # boards at t + 1
-    bad = (h != 0) & (h != 1)
-    if bool(bad.any()):
-        raise ValueError(f"history must hold only 0 and 1, got value {h[bad][0].item()!r}")
     state = x.to(torch.long).flatten()
     after = y.to(torch.long).flatten()
     total = state.numel()

@@ -23,7 +23,7 @@ from .seagull import (
     seagull_history,
     seagull_is_patched,
 )
-from .simulate import neighbour_counts, simulate, step
+from .simulate import as_uint8_boards, neighbour_counts, simulate, step
 
 __all__ = [
     "NAMES",
@@ -33,6 +33,7 @@ __all__ = [
     "Rule",
     "RuleError",
     "apply_seagull_patch",
+    "as_uint8_boards",
     "class_counts",
     "format_class_table",
     "load_dataset",

@@ -33,7 +33,7 @@ from typing import Any
 import torch
 
 from .rule import Rule
-from .simulate import _as_u8, _step_u8, _sum_incl_self, step
+from .simulate import _step_u8, _sum_incl_self, as_uint8_boards, step
 
 __all__ = [
     "CADataset",
@@ -202,7 +202,7 @@ def class_counts(
     if rule is None:
         raise ValueError("class_counts needs a rule (for its neighbourhood) when given boards")
     rule = Rule.parse(rule)
-    x = _as_u8(boards)
+    x = as_uint8_boards(boards)
     if x.dim() == 2:
         x = x[None]
     width = rule.max_count + 1

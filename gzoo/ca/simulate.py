@@ -20,12 +20,12 @@ import torch
 
 from .rule import Rule
 
-__all__ = ["neighbour_counts", "simulate", "step"]
+__all__ = ["as_uint8_boards", "neighbour_counts", "simulate", "step"]
 
 _INT_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
 
-def _as_u8(boards: object, name: str = "boards") -> torch.Tensor:
+def as_uint8_boards(boards: object, name: str = "boards") -> torch.Tensor:
     """Check ``[H, W]``/``[B, H, W]`` binary boards; return them as ``uint8`` (a view if bool)."""
     if not isinstance(boards, torch.Tensor):
         hint = " (wrap numpy arrays with torch.from_numpy)" if hasattr(boards, "__array__") else ""
@@ -99,7 +99,7 @@ def neighbour_counts(boards: torch.Tensor, neighbourhood: str | Rule = "moore") 
     ``neighbourhood`` is ``"moore"`` (0–8), ``"von_neumann"`` (0–4) or a :class:`Rule`.
     """
     hood = _neighbourhood_of(neighbourhood)
-    x = _as_u8(boards)
+    x = as_uint8_boards(boards)
     return _sum_incl_self(x, hood).sub_(x)
 
 
@@ -110,7 +110,7 @@ def step(boards: torch.Tensor, rule: Rule | str) -> torch.Tensor:
     has the same shape, dtype and device.
     """
     rule = Rule.parse(rule)
-    x = _as_u8(boards)
+    x = as_uint8_boards(boards)
     return _restore(_step_u8(x, rule), boards.dtype)
 
 
@@ -124,7 +124,7 @@ def simulate(board: torch.Tensor, rule: Rule | str, steps: int) -> torch.Tensor:
         raise TypeError(f"steps must be an int, got {type(steps).__name__} {steps!r}")
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
-    x = _as_u8(board)
+    x = as_uint8_boards(board)
     hist = torch.empty((steps + 1, *x.shape), dtype=board.dtype, device=board.device)
     hist[0] = board
     for t in range(steps):
