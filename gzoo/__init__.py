@@ -3,9 +3,8 @@ pretrained networks that reproduce their rules exactly."""
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from gzoo import ca
+from gzoo._version import __version__
 from gzoo.ca import RULES, Rule, RuleError
 from gzoo.checkpoint import CheckpointError, load_pretrained, save_checkpoint
 from gzoo.groups import C4, C8, D4, GROUPS, Group, get_group

@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from gzoo._version import __version__
 from gzoo.ca import Rule
 from gzoo.models import MODELS, CAModel
 
@@ -195,8 +196,6 @@ def save_checkpoint(
         train_config = train_config.to_dict()
 
     from safetensors.torch import save_file
-
-    from gzoo import __version__
 
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
