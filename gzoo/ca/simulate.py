@@ -25,8 +25,16 @@ __all__ = ["as_uint8_boards", "neighbour_counts", "simulate", "step"]
 _INT_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
 
-def as_uint8_boards(boards: object, name: str = "boards") -> torch.Tensor:
-    """Check ``[H, W]``/``[B, H, W]`` binary boards; return them as ``uint8`` (a view if bool)."""
+def as_uint8_boards(
+    boards: object, name: str = "boards", *, dtypes: tuple[torch.dtype, ...] | None = None
+) -> torch.Tensor:
+    """Check ``[H, W]``/``[B, H, W]`` binary boards; return them as ``uint8`` (a view if bool).
+
+    The one board validator of gzoo. ``dtypes`` narrows the accepted dtypes (e.g.
+    ``(torch.bool, torch.uint8)``); by default bool, integer and floating tensors holding only
+    0 and 1 are accepted. A wrong type or dtype is a ``TypeError``, a wrong shape or a value
+    other than 0/1 a ``ValueError``; each message names ``name`` and what it received.
+    """
     if not isinstance(boards, torch.Tensor):
         hint = " (wrap numpy arrays with torch.from_numpy)" if hasattr(boards, "__array__") else ""
         raise TypeError(
@@ -40,6 +48,9 @@ def as_uint8_boards(boards: object, name: str = "boards") -> torch.Tensor:
     if boards.shape[-1] == 0 or boards.shape[-2] == 0:
         raise ValueError(f"{name} must have H, W >= 1, got shape {tuple(boards.shape)}")
     dtype = boards.dtype
+    if dtypes is not None and dtype not in dtypes:
+        allowed = " or ".join(str(d).removeprefix("torch.") for d in dtypes)
+        raise TypeError(f"{name} must be {allowed}, got dtype {dtype}")
     if dtype == torch.bool:
         return boards.view(torch.uint8)
     if dtype not in _INT_DTYPES and not dtype.is_floating_point:
