@@ -130,12 +130,12 @@ class NetworkInference:
         return "\n".join(rows)
 
     def summary(self) -> str:
-        fits = ", ".join(f"{h}: {n} patterns unexplained" for h, n in self.misfit.items())
+        unexplained = ", ".join(f"{h}: {n} patterns unexplained" for h, n in self.misfit.items())
         if self.rule is not None:
-            head = f"rule {self.rule} ({self.neighbourhood}, {self.method}; {fits})"
+            head = f"rule {self.rule} ({self.neighbourhood}, {self.method}; {unexplained})"
         else:
             split = ", ".join(c.name for c in self.disagreeing)
-            head = (f"not outer-totalistic: no neighbourhood fits ({fits}); under "
+            head = (f"not outer-totalistic: no neighbourhood fits ({unexplained}); under "
                     f"{self.neighbourhood} the classes {split} split")
         if self.check is not None:
             head += (f"\ncheck: inferred rule beside the network for {self.check.steps} steps "
@@ -209,14 +209,14 @@ def infer_rule(
     probe = probe_patterns(model, n_contexts=n_contexts, seed=seed)
     patterns = all_patterns()
     p_alive = probe.p_alive.cpu()
-    fits = {h: _network_classes(patterns, p_alive, h) for h in HOODS}
-    misfit = {h: fits[h][1] for h in HOODS}
+    decided = {h: _network_classes(patterns, p_alive, h) for h in HOODS}  # (classes, misfit)
+    misfit = {h: decided[h][1] for h in HOODS}
     if neighbourhood == "auto":
         perfect = [h for h in HOODS if misfit[h] == 0]
         hood = perfect[0] if perfect else min(HOODS, key=lambda h: misfit[h])
     else:
         hood = neighbourhood
-    classes = fits[hood][0]
+    classes = decided[hood][0]
     consistent = misfit[hood] == 0
     rule = None
     if consistent:
@@ -323,6 +323,8 @@ class DataInference:
 
 
 def _as_history(history: object) -> Tensor:
+    """``[T+1, H, W]`` or ``[T+1, B, H, W]`` 0/1 frames (tensor or numpy) as uint8
+    ``[T+1, B, H, W]``; the values are checked by :func:`gzoo.ca.as_uint8_boards`."""
     if isinstance(history, np.ndarray):
         history = torch.from_numpy(np.ascontiguousarray(history))
     if not isinstance(history, Tensor):
@@ -335,7 +337,8 @@ def _as_history(history: object) -> Tensor:
             "history must have shape [T+1, H, W] or [T+1, B, H, W] with T ≥ 1, "
             f"got shape {list(history.shape)}"
         )
-    return history if history.dim() == 4 else history.unsqueeze(1)
+    frames = history if history.dim() == 4 else history.unsqueeze(1)
+    return as_uint8_boards(frames.flatten(0, 1), "history").view(frames.shape)
 
 
 def _log_lik(errors: int, total: int) -> float:
@@ -364,7 +367,6 @@ def infer_rule_from_data(history: object) -> DataInference:
     docstring for the likelihood model and the BIC choice of neighbourhood.
     """
     h = _as_history(history)
-    h = as_uint8_boards(h.flatten(0, 1), "history").view(h.shape)  # checks the values are 0/1
     x = h[:-1].flatten(0, 1)  # boards at t
     y = h[1:].flatten(0, 1)  # boards at t + 1
     state = x.to(torch.long).flatten()
