@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from gzoo.ca import Rule, as_uint8_boards, neighbour_counts
+from gzoo.ca import Neighbourhood, Rule, as_uint8_boards, neighbour_counts
 from gzoo.verify import (
     RolloutResult,
     all_patterns,
@@ -58,7 +58,7 @@ __all__ = [
     "pattern_counts",
 ]
 
-HOODS = ("moore", "von_neumann")
+HOODS: tuple[Neighbourhood, ...] = ("moore", "von_neumann")
 _MAX = {"moore": 8, "von_neumann": 4}
 
 
@@ -210,12 +210,12 @@ def infer_rule(
     patterns = all_patterns()
     p_alive = probe.p_alive.cpu()
     decided = {h: _network_classes(patterns, p_alive, h) for h in HOODS}  # (classes, misfit)
-    misfit = {h: decided[h][1] for h in HOODS}
+    misfit: dict[str, int] = {h: decided[h][1] for h in HOODS}
     if neighbourhood == "auto":
         perfect = [h for h in HOODS if misfit[h] == 0]
         hood = perfect[0] if perfect else min(HOODS, key=lambda h: misfit[h])
     else:
-        hood = neighbourhood
+        hood = HOODS[HOODS.index(neighbourhood)]  # the same name, as a Neighbourhood
     classes = decided[hood][0]
     consistent = misfit[hood] == 0
     rule = None

@@ -98,8 +98,8 @@ def trained(tmp_path_factory):
 
 def test_train_writes_an_exact_checkpoint(trained):
     model = load_checkpoint(trained)
-    assert model.config["metrics"]["exact"] is True
-    assert model.config["train"]["model"] == "p8" and model.n_params == 218
+    assert model.checkpoint.config["metrics"]["exact"] is True
+    assert model.checkpoint.config["train"]["model"] == "p8" and model.n_params == 218
     assert "gzoo train --rule B36/S23 --model p8" in (trained / "README.md").read_text()
 
 
@@ -187,16 +187,27 @@ def test_equivariance_table(capsys):
     assert code == 0 and "P8Conv" in out and "float64" in out
 
 
-def test_demo_with_a_checkpoint(trained, tmp_path, capsys):
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [
+        ("trained", ["identical at every step", "rule read back from the network: rule B36/S23",
+                     "45° ring rotation of a 3×3 stencil"]),
+        ("b3s23_small", ["identical at every step", "rule read back from the network: rule B3/S23",
+                         "lifting layer: does not apply (SimpleCNNSmall has no lifting",
+                         "whole network: does not apply (SimpleCNNSmall declares no symmetry"]),
+    ],
+)
+def test_demo(model, expected, request, tmp_path, capsys):
     """The demo on a freshly trained HighLife p8 checkpoint (the zoo's own is tested in
-    test_zoo.py): rollout agreement, the rule read back, equivariance, a PNG."""
+    test_zoo.py), and on b3s23_small, a shipped plain CNN: rollout agreement, the rule read
+    back, the equivariance probes that apply (and which do not), a PNG."""
+    source = request.getfixturevalue("trained") if model == "trained" else model
     out = tmp_path / "demo.png"
-    code, text, _ = run(capsys, "demo", "--model", trained, "--size", 24, "--steps", 20,
-                        "--out", out)
-    assert code == 0, text
-    assert "identical at every step" in text
-    assert "rule read back from the network: rule B36/S23" in text
-    assert "45° ring rotation of a 3×3 stencil" in text
+    code, text, err = run(capsys, "demo", "--model", source, "--size", 24, "--steps", 20,
+                          "--out", out)
+    assert code == 0, text + err
+    for needle in expected:
+        assert needle in text, needle
     assert out.read_bytes()[:8] == PNG
 
 
