@@ -3,9 +3,10 @@
 :func:`equivariance_errors` measures any function; the probes below measure a model, each for
 any model it applies to, and say why when it does not (a :class:`Probe` with ``reason`` set):
 
-* :func:`probe_lifting` — the model's first lifting group correlation (eq. 14 of the notes;
-  Cohen & Welling 2016, eq. 10) on random images, for the elements that act exactly on
-  images of any shape;
+* :func:`probe_lifting` — the model's first lifting group correlation (eq. 14 of the notes:
+  the first-layer G-correlation of Cohen & Welling, "Group Equivariant Convolutional
+  Networks", ICML 2016) on random images, for the elements that act exactly on images of any
+  shape;
 * :func:`probe_stencil` — the same layer on one kernel-sized stencil, for the elements that act
   exactly only on odd square maps (p8's 45° square-ring rotations);
 * :func:`probe_invariance` — the whole model: ``f(L_g x) = L_g f(x)`` (or ``f(L_g x) = f(x)``
