@@ -10,36 +10,48 @@ pyseagull (and loguru) are imported only when a seagull helper is called.
 from .data import (
     CADataset,
     class_counts,
+    family_counts,
     format_class_table,
     load_dataset,
     make_dataset,
     missing_classes,
     save_dataset,
 )
-from .rule import NAMES, RULES, Neighbourhood, Rule, RuleError
+from .families import FAMILIES, Family, get_family
+from .rule import NAMES, RULES, Neighbourhood, Rule, RuleError, RuleSymmetry
 from .seagull import (
     apply_seagull_patch,
     remove_seagull_patch,
     seagull_history,
     seagull_is_patched,
 )
-from .simulate import as_uint8_boards, neighbour_counts, simulate, step
+from .simulate import as_uint8_boards, class_index, neighbour_counts, simulate, step
+from .stencil import NEIGHBOURHOODS, all_patterns, pattern_index
 
 __all__ = [
+    "FAMILIES",
     "NAMES",
+    "NEIGHBOURHOODS",
     "RULES",
     "CADataset",
+    "Family",
     "Neighbourhood",
     "Rule",
     "RuleError",
+    "RuleSymmetry",
+    "all_patterns",
     "apply_seagull_patch",
     "as_uint8_boards",
     "class_counts",
+    "class_index",
+    "family_counts",
     "format_class_table",
+    "get_family",
     "load_dataset",
     "make_dataset",
     "missing_classes",
     "neighbour_counts",
+    "pattern_index",
     "remove_seagull_patch",
     "save_dataset",
     "seagull_history",
