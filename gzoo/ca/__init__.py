@@ -18,6 +18,7 @@ from .data import (
     save_dataset,
 )
 from .families import FAMILIES, Family, get_family
+from .rle import PATTERNS, RLEError, load_pattern, place_on_torus, read_rle, write_rle
 from .rule import NAMES, RULES, Neighbourhood, Rule, RuleError, RuleSymmetry
 from .seagull import (
     apply_seagull_patch,
@@ -32,10 +33,12 @@ __all__ = [
     "FAMILIES",
     "NAMES",
     "NEIGHBOURHOODS",
+    "PATTERNS",
     "RULES",
     "CADataset",
     "Family",
     "Neighbourhood",
+    "RLEError",
     "Rule",
     "RuleError",
     "RuleSymmetry",
@@ -48,14 +51,18 @@ __all__ = [
     "format_class_table",
     "get_family",
     "load_dataset",
+    "load_pattern",
     "make_dataset",
     "missing_classes",
     "neighbour_counts",
     "pattern_index",
+    "place_on_torus",
+    "read_rle",
     "remove_seagull_patch",
     "save_dataset",
     "seagull_history",
     "seagull_is_patched",
     "simulate",
     "step",
+    "write_rle",
 ]
