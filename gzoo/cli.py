@@ -115,7 +115,7 @@ def _infer_rule(args: argparse.Namespace) -> int:
     model = load_pretrained(args.checkpoint)
     res = infer_rule(model, args.neighbourhood, check_steps=args.steps)
     print(res.summary())
-    print(res.table())
+    print(res.class_table())
     if model.rule is not None and res.rule is not None:
         verdict = "matches" if res.rule == model.rule else "DIFFERS FROM"
         print(f"inferred rule {res.rule} {verdict} the rule it was trained on ({model.rule})")

@@ -59,6 +59,18 @@ class Family:
     def n_classes(self) -> int:
         return len(self.class_names)
 
+    def representatives(self) -> Tensor:
+        """The smallest pattern of each class, int64 ``[n_classes]``."""
+        out = torch.full((self.n_classes,), N_PATTERNS, dtype=torch.int64)
+        return out.scatter_reduce_(0, self.classes, torch.arange(N_PATTERNS), "amin")
+
+    def class_state_count(self) -> tuple[Tensor, Tensor]:
+        """Each class's centre state and live-neighbour count (von Neumann counts for the
+        ``von_neumann`` family, Moore counts otherwise), int64 ``[n_classes]`` each."""
+        hood = NEIGHBOURHOODS["von_neumann" if self.name == "von_neumann" else "moore"]
+        reps = all_patterns()[self.representatives()].flatten(1).long()
+        return reps[:, CENTRE_BIT], reps[:, list(hood.bits)].sum(1)
+
     def class_sizes(self) -> Tensor:
         """Patterns per class, int64 ``[n_classes]``."""
         return torch.bincount(self.classes, minlength=self.n_classes)

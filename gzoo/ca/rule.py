@@ -89,7 +89,7 @@ class RuleSymmetry:
 
 # the 10 subgroups of the square's symmetries, by their elements (gzoo.groups.D4 order: f is
 # the column mirror "|", r²f the row mirror "—", r·f mirrors in "\" and r³·f in "/")
-_SUBGROUPS = {
+SYMMETRY_SUBGROUPS = {
     (0,): "1", (0, 2): "C2", (0, 1, 2, 3): "C4", (0, 4): "D1 (|)", (0, 6): "D1 (—)",
     (0, 5): "D1 (\\)", (0, 7): "D1 (/)", (0, 2, 4, 6): "D2 (| —)", (0, 2, 5, 7): "D2 (/ \\)",
     tuple(range(8)): "D4",
@@ -335,7 +335,7 @@ def _analyse(table: int) -> tuple[str, RuleSymmetry, tuple[frozenset[int], froze
 
     d4 = pattern_images("p4m")
     elements = tuple(g for g in range(8) if invariant(d4[g]))
-    sym = RuleSymmetry(elements, _SUBGROUPS[elements], invariant(pattern_images("p8")[1]))
+    sym = RuleSymmetry(elements, SYMMETRY_SUBGROUPS[elements], invariant(pattern_images("p8")[1]))
     return family, sym, bs, text
 
 
