@@ -253,11 +253,12 @@ class Group:
     def kernel_index(self, n: int, lifting: bool) -> Tensor:
         """Index table that turns a base kernel into the filter bank by one gather.
 
-        Lifting, eq. 14: bank[g, p] = ψ(g⁻¹p), as ``ψ.flatten(-2)[..., idx[g, p]]``;
-        ``idx`` is ``[|G|, n²]``.
+        Lifting (the notes' eq. 14; Cohen & Welling 2016, eq. 10): bank[g, p] = ψ(g⁻¹p), as
+        ``ψ.flatten(-2)[..., idx[g, p]]``; ``idx`` is ``[|G|, n²]``.
 
-        Group correlation, eq. 15: bank[g, (h, p)] = ψ(g⁻¹h, g⁻¹p), as
-        ``ψ.flatten(-3)[..., idx[g, h·n² + p]]``; ``idx`` is ``[|G|, |G|·n²]``.
+        Group correlation (the notes' eq. 15; Cohen & Welling 2016, eq. 11):
+        bank[g, (h, p)] = ψ(g⁻¹h, g⁻¹p), as ``ψ.flatten(-3)[..., idx[g, h·n² + p]]``; ``idx`` is
+        ``[|G|, |G|·n²]``.
         """
         rows = []
         for g in range(self.order):
