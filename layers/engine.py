@@ -22,13 +22,14 @@ Layout: Z² maps ``[B, C, H, W]``; group maps ``[B, C, |G|, H, W]`` where ``C`` 
 The bank is field-major, ``[C_out·|G|, C_in·|G_in|, k, k]`` with row ``o·|G| + g``, so a group
 map flattened to ``[B, C·|G|, H, W]`` is exactly e2cnn's regular-field tensor.
 
-**No eval cache here.** The bank is gathered afresh on every call, in eval mode too: one
-``index_select`` (about 30 µs per layer on the 2-core dev CPU at CA sizes, less than 1 % of a
-forward at image sizes), so nothing can serve a stale bank after the weights change. A cache
-whose freshness check cannot be fooled must compare values (``torch.equal``), which forces a
-device sync per call on CUDA and cannot run inside a CUDA-graph capture; it would save at
-most ~12 % of an eval call on a single small board on CPU. :class:`EvalBankCache` is that
-cache, for layers whose expansion is costly (the e2cnn twins: a basis contraction).
+**No eval cache here.** The bank is gathered afresh on every call, in eval mode too (one
+``index_select``), so nothing can serve a stale bank after the weights change. A cache whose
+freshness check cannot be fooled must compare values (``torch.equal``), which reads a boolean
+back from the device — a sync per layer and call on CUDA, and impossible inside a CUDA-graph
+capture — to save one gather: on CPU about a tenth of an eval call's time at the smallest
+sizes (one 64×64 board, 512 3×3 patterns) and nothing measurable at batch sizes
+(``benchmarks/speed.py``, column *hand cached*). :class:`EvalBankCache` is that cache, for
+layers whose expansion is costly: the e2cnn twins (a basis contraction).
 """
 
 from __future__ import annotations
