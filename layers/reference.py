@@ -150,11 +150,11 @@ class E2Reference(GroupConvBase):
         return [p for p in (self.conv.weights, self.conv.bias) if p is not None]
 
     def train(self, mode: bool = True) -> E2Reference:
-        """Set train/eval mode; the inner R2Conv is left alone (it would expand and keep its
-        own eval filter, stale as soon as the weights change): :meth:`forward` decides."""
-        if not isinstance(mode, bool):
-            raise ValueError(f"training mode is expected to be boolean, got {mode!r}")
-        self.training = mode
+        """Set train/eval mode as usual, but keep the inner R2Conv in its eval branch: it then
+        convolves with the bank :meth:`forward` hands it, and ``R2Conv.train(False)`` (guarded
+        by ``if self.training``) never builds its own eval filter, stale once weights change."""
+        super().train(mode)
+        self.conv.training = False
         return self
 
     # ------------------------------------------------------------------ forward
