@@ -3,12 +3,15 @@
 For each layer and size, one interleaved run (:func:`common.bench`) times these candidates:
 
 * ``hand``: the hand-written layer in train mode — forward (autograd recording) and
-  forward+backward — and in eval mode under ``no_grad`` (cached bank);
+  forward+backward — and in eval mode under ``no_grad`` (the bank gathered afresh: the engine
+  has no eval cache); ``hand cached`` is the alternative it does not take, the same layer with
+  its bank served by :class:`gzoo.layers.engine.EvalBankCache` (eval mode only);
 * ``floor``: a plain :class:`torch.nn.Conv2d` holding the same expanded bank
   (``layer.export()``) on the flattened input: what any implementation of the layer must at
   least pay. Its forward+backward includes the weight gradient of the whole bank;
 * ``e2cnn``: the e2cnn twin (:mod:`gzoo.layers.reference`) in train mode (fwd, fwd+bwd) and
-  eval mode under ``no_grad``;
+  eval mode under ``no_grad`` (its bank from the value-checked eval cache); ``e2cnn fresh``
+  the twin expanding its bank on every eval call (what the cache saves);
 * optionally ``compiled`` (``--compile``: ``torch.compile`` of the hand-written layer) and,
   on CUDA, ``graph hand``/``graph floor`` (``--cuda-graphs``: forward+backward replayed as CUDA
   graphs by ``torch.cuda.make_graphed_callables``).
@@ -58,6 +61,7 @@ from common import (
 from torch import Tensor, nn
 
 from gzoo.layers import GroupCorrelation
+from gzoo.layers.engine import EvalBankCache
 from gzoo.layers.reference import REFERENCE_LAYERS, E2Reference
 
 SIZES: dict[str, tuple[int, int, int]] = {
@@ -165,6 +169,34 @@ def _eval(m: Callable[[Tensor], Tensor], x: Tensor) -> Callable[[], Any]:
     return run
 
 
+def _eval_cached(layer: GroupCorrelation, x: Tensor) -> Callable[[], Any]:
+    """``layer``'s eval forward with its bank from an :class:`EvalBankCache`."""
+    cache = EvalBankCache()
+    params = list(layer.parameters())
+
+    def bank() -> tuple[Tensor, Tensor | None]:
+        return layer.expand_filter(), layer.expand_bias()
+
+    def run() -> None:
+        with torch.no_grad():
+            layer._check_input(x)  # as forward does
+            layer.correlate(x, *cache.bank(layer.training, params, bank))
+
+    return run
+
+
+def _eval_fresh(layer: E2Reference, x: Tensor) -> Callable[[], Any]:
+    """The e2cnn twin's eval forward with the bank expanded on every call."""
+    cache = layer.bank_cache
+
+    def run() -> None:
+        with torch.no_grad():
+            cache.clear()
+            layer(x)
+
+    return run
+
+
 def make_candidates(
     hand_cls: type[GroupCorrelation], ref_cls: type[E2Reference], size: Size,
     args: argparse.Namespace, device: str, extra: dict[str, Any],
@@ -202,7 +234,9 @@ def make_candidates(
         "e2cnn fwd": _fwd(e2, x),
         "floor eval": _eval(floor, xf),
         "hand eval": _eval(hand_eval, x),
+        "hand cached eval": _eval_cached(hand_eval, x),
         "e2cnn eval": _eval(e2_eval, x),
+        "e2cnn fresh eval": _eval_fresh(copy.deepcopy(e2_eval), x),
     }
     if args.compile:
         # compile in this process: a pool of compile workers left busy in the background
@@ -244,6 +278,8 @@ RATIOS: tuple[tuple[str, str, str], ...] = (
     ("e2cnn/hand fwd+bwd", "e2cnn fwd+bwd", "hand fwd+bwd"),
     ("e2cnn/hand fwd", "e2cnn fwd", "hand fwd"),
     ("e2cnn/hand eval", "e2cnn eval", "hand eval"),
+    ("hand cached/hand eval", "hand cached eval", "hand eval"),
+    ("e2cnn/e2cnn fresh eval", "e2cnn eval", "e2cnn fresh eval"),
     ("compiled/floor fwd+bwd", "compiled fwd+bwd", "floor fwd+bwd"),
     ("compiled/floor fwd", "compiled fwd", "floor fwd"),
     ("graph hand/graph floor fwd+bwd", "graph hand fwd+bwd", "graph floor fwd+bwd"),
@@ -283,7 +319,8 @@ def _ratio(r: dict[str, float] | None) -> str:
 def print_tables(runs: list[dict[str, Any]], construction: list[dict[str, Any]]) -> list[str]:
     tables = []
     for mode in MODES:
-        extra_cols = [c for c in ("compiled", "graph hand", "graph floor")
+        extra_cols = [c for c in ("compiled", "graph hand", "graph floor", "hand cached",
+                                  "e2cnn fresh")
                       if any(f"{c} {mode}" in r["timings"] for r in runs)]
         headers = ["device", "size", "layer", "floor", "hand", "hand/floor", "e2cnn",
                    "e2cnn/hand", *extra_cols]
@@ -301,7 +338,7 @@ def print_tables(runs: list[dict[str, Any]], construction: list[dict[str, Any]])
             ])
         what = {"fwd+bwd": "forward+backward, train mode",
                 "fwd": "forward, train mode (autograd recording)",
-                "eval": "forward, eval mode under no_grad (cached bank)"}[mode]
+                "eval": "forward, eval mode under no_grad"}[mode]
         print(f"\n## {what}: median time; ratios = median [quartiles] of per-round ratios")
         tables.append(print_table(headers, rows))
     print("\n## Construction (median of repeats; first = first build in this process)")

@@ -121,7 +121,7 @@ def _infer_rule(args: argparse.Namespace) -> int:
     model, trained_on = _load_ca_model(args.checkpoint)
     res = infer_rule(model, args.neighbourhood, check_steps=args.steps)
     print(res.summary())
-    print(res.table())
+    print(res.class_table())
     if res.rule is not None:
         verdict = "matches" if res.rule == trained_on else "DIFFERS FROM"
         print(f"inferred rule {res.rule} {verdict} the rule it was trained on ({trained_on})")

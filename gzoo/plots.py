@@ -210,9 +210,9 @@ def save_model_explanation(
     1. the lifting filters of every group element (rows: fields, columns: elements), drawn as
        ``w_alive − w_dead``: on a one-hot board the response is a constant plus the correlation of
        this difference with the live cells;
-    2. the learned response per ``(state, count)`` class: the fraction of the class's
-       neighbourhoods the network answers "alive" (from :func:`gzoo.infer.infer_rule`), the
-       inferred rule's answer outlined;
+    2. the learned response per (state, live-neighbour count): the fraction of the
+       neighbourhoods the network answers "alive" (from :func:`gzoo.infer.infer_rule`), cells
+       answered alive throughout outlined (for an outer-totalistic rule: the rule itself);
     3. a self-fed rollout beside the exact rule.
 
     A model without a lifting group correlation shows its first ``Conv2d`` instead.
@@ -232,8 +232,8 @@ def save_model_explanation(
         bank, order = first.weight.detach().cpu().double(), 1
     filt = (bank[:, 1] - bank[:, 0]).numpy()
     fields = filt.shape[0] // order
-    classes = inference.classes
-    max_count = max(c.count for c in classes)
+    resp = inference.count_response().numpy()  # [2, max_count + 1]
+    max_count = resp.shape[1] - 1
 
     net, ref = _frames(net_history), _frames(rule_history)
     t = net.shape[0]
@@ -255,19 +255,17 @@ def save_model_explanation(
             if g == 0:
                 ax.set_ylabel(f"field {f}", fontsize=7)
     ax = fig.add_subplot(grid[fields, :])
-    resp = np.full((2, max_count + 1), np.nan)
-    for c in classes:
-        resp[c.state, c.count] = c.frac_alive
     ax.imshow(resp, cmap="Greens", vmin=0, vmax=1, aspect="auto")
-    for c in classes:
-        ax.text(c.count, c.state, f"{c.frac_alive:.2f}", ha="center", va="center", fontsize=7)
-        if c.decision == 1:
-            ax.add_patch(plt.Rectangle((c.count - 0.5, c.state - 0.5), 1, 1, fill=False,
-                                       lw=1.5, ec="black"))
+    for s in (0, 1):
+        for n in range(max_count + 1):
+            ax.text(n, s, f"{resp[s, n]:.2f}", ha="center", va="center", fontsize=7)
+            if resp[s, n] == 1.0:
+                ax.add_patch(plt.Rectangle((n - 0.5, s - 0.5), 1, 1, fill=False, lw=1.5,
+                                           ec="black"))
     ax.set_yticks([0, 1], ["dead (B)", "alive (S)"], fontsize=7)
     ax.set_xticks(range(max_count + 1))
-    ax.set_xlabel(f"live neighbours ({inference.neighbourhood}); fraction answered alive, "
-                  f"outlined = inferred rule {inference.rule}", fontsize=7)
+    ax.set_xlabel(f"live neighbours ({inference.neighbourhood}); fraction of neighbourhoods "
+                  f"answered alive (outlined: all); inferred rule {inference.rule}", fontsize=7)
     axes = [[fig.add_subplot(grid[fields + 1 + r, c]) for c in range(len(idx))] for r in (0, 1)]
     _rollout_rows(axes, net, ref, idx)
     fig.suptitle(title or "lifting filters (w_alive − w_dead) · class response · rollout",

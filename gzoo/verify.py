@@ -27,7 +27,8 @@ import torch
 from torch import Tensor, nn
 
 from gzoo._checks import check_int
-from gzoo.ca import Rule, neighbour_counts, step
+from gzoo.ca import Rule, all_patterns, neighbour_counts, step
+from gzoo.ca.stencil import N_PATTERNS, orbit_labels
 from gzoo.models.base import model_device_dtype, predict_logits, predict_next
 
 __all__ = [
@@ -44,16 +45,6 @@ __all__ = [
     "symmetry_floor",
     "verify_exact",
 ]
-
-N_PATTERNS = 512
-
-
-def all_patterns(device: torch.device | str | None = None) -> Tensor:
-    """All 512 3×3 patterns as ``uint8 [512, 3, 3]``: bit ``3r + c`` of ``n`` is cell ``(r, c)``."""
-    n = torch.arange(N_PATTERNS, device=device)
-    bits = (n[:, None] >> torch.arange(9, device=device)) & 1
-    return bits.to(torch.uint8).view(N_PATTERNS, 3, 3)
-
 
 @dataclass(frozen=True)
 class WrongPattern:
@@ -365,16 +356,9 @@ def symmetry_floor(rule: Rule | str, group: str) -> int:
     group here; von Neumann rules separate orthogonal from diagonal neighbours, which p8's ring
     rotation exchanges, so p8's floor is positive for them.
     """
-    from gzoo.groups import get_group
-
-    rule, g = Rule.parse(rule), get_group(group)
-    patterns = all_patterns()
-    expected = step(patterns, rule)[:, 1, 1].long()
-    weights = 1 << torch.arange(9)
-    # orbit label: the smallest pattern index over the group's images of each pattern
-    images = torch.stack([(g.act_z2(patterns, e).flatten(1).long() * weights).sum(1)
-                          for e in range(g.order)])
-    orbit = images.min(0).values
+    rule = Rule.parse(rule)
+    expected = step(all_patterns(), rule)[:, 1, 1].long()
+    orbit = orbit_labels(group)  # the smallest pattern index of each pattern's orbit
     alive = torch.zeros(N_PATTERNS, dtype=torch.long).index_add_(0, orbit, expected)
     size = torch.zeros(N_PATTERNS, dtype=torch.long).index_add_(0, orbit, torch.ones_like(orbit))
     return int(torch.minimum(alive, size - alive).sum())

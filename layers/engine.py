@@ -4,41 +4,55 @@ A layer's base filter ψ is turned into the filter bank of all its transformed c
 precomputed index gather (the group supplies the index table, see
 :meth:`gzoo.groups.Group.kernel_index`), then the whole correlation is a single ``F.conv2d``.
 
-Lifting correlation, Z² → G (the notes' eq. 14)::
+Lifting correlation, Z² → G (the notes' eq. 14; Cohen & Welling 2016, eq. 10)::
 
     f¹(g) = Σ_y Σ_k f_k(y) ψ_k(g⁻¹y)
 
-Group correlation, G → G (the notes' eq. 15)::
+Group correlation, G → G (the notes' eq. 15; Cohen & Welling 2016, eq. 11)::
 
     f^{l+1}(g) = Σ_h Σ_k f_k(h) ψ_k(g⁻¹h)
 
 with ``g = (t, u)`` a translation t and a rotation/reflection u. The translation part is the
 ordinary correlation that ``conv2d`` computes; the rotation/reflection part is the bank: the
 filter for output element u is ``L_u ψ``, i.e. ``ψ(u⁻¹·)`` on space and, for group maps, on
-the group axis too.
+the group axis too. (T. S. Cohen and M. Welling, "Group Equivariant Convolutional Networks",
+ICML 2016, section 6; its section 7 is this gather-then-conv2d implementation.)
 
 Layout: Z² maps ``[B, C, H, W]``; group maps ``[B, C, |G|, H, W]`` where ``C`` counts fields.
 The bank is field-major, ``[C_out·|G|, C_in·|G_in|, k, k]`` with row ``o·|G| + g``, so a group
 map flattened to ``[B, C·|G|, H, W]`` is exactly e2cnn's regular-field tensor.
+
+**No eval cache here.** The bank is gathered afresh on every call, in eval mode too (one
+``index_select``), so nothing can serve a stale bank after the weights change. A cache whose
+freshness check cannot be fooled must compare values (``torch.equal``), which reads a boolean
+back from the device — a sync per layer and call on CUDA, and impossible inside a CUDA-graph
+capture — to save one gather: on CPU about a tenth of an eval call's time at the smallest
+sizes (one 64×64 board, 512 3×3 patterns) and nothing measurable at batch sizes
+(``benchmarks/speed.py``, column *hand cached*). :class:`EvalBankCache` is that cache, for
+layers whose expansion is costly: the e2cnn twins (a basis contraction).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gzoo.groups import Group, get_group
+from gzoo._checks import check_int
+from gzoo.groups import Group
 
-__all__ = ["GroupConvBase", "GroupCorrelation"]
+__all__ = ["EvalBankCache", "GroupConvBase", "GroupCorrelation"]
 
 _PADDING_MODES = ("zeros", "circular", "reflect", "replicate")
 
 
-def _square(value: int | tuple[int, ...], what: str) -> int:
-    """Accept ``n`` or ``(n, n)``: 90° turns need the same value on both axes."""
+def _square(value: int | tuple[int, ...], what: str, minimum: int = 1) -> int:
+    """Accept ``n`` or ``(n, n)`` (an int ≥ ``minimum``): 90° turns need the same value on both
+    axes."""
     if isinstance(value, (tuple, list)):
         if len(value) != 2 or value[0] != value[1]:
             raise ValueError(
@@ -46,46 +60,117 @@ def _square(value: int | tuple[int, ...], what: str) -> int:
                 f"got {value!r}"
             )
         value = value[0]
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{what} must be an int, got {value!r}")
-    return value
+    return check_int(what, value, minimum)
+
+
+class EvalBankCache:
+    """A layer's expanded filter bank and bias, kept for the calls that may reuse them.
+
+    :meth:`bank` returns the cached pair when it :meth:`applies` (eval mode, no source needs a
+    gradient, eager execution) and every source tensor still equals the copy the pair was built
+    from — same dtype, device, shape and values (``torch.equal``); otherwise it expands afresh
+    (outside :meth:`applies`: with autograd as usual, and nothing stored). Comparing values, not
+    ``_version`` counters or pointers, is what makes it unfoolable: ``p.data`` writes,
+    ``load_state_dict``, ``copy_``, an optimizer step under ``no_grad``, ``.to()`` and dtype
+    changes all change what is compared. The copies are as large as the sources (the parameters,
+    ``|G|`` times smaller than the bank), plain attributes outside the ``state_dict``. The check
+    reads a boolean back from the device: one sync per call on CUDA.
+    """
+
+    def __init__(self) -> None:
+        self._sources: list[Tensor] | None = None
+        self._bank: tuple[Tensor, Tensor | None] | None = None
+
+    @staticmethod
+    def applies(training: bool, sources: Sequence[Tensor]) -> bool:
+        """Whether a cached bank may serve a call now: eval mode, no gradient to record for any
+        source, and not being traced by ``torch.compile``."""
+        if training or torch.compiler.is_compiling():
+            return False
+        return not (torch.is_grad_enabled() and any(t.requires_grad for t in sources))
+
+    def _fresh(self, sources: Sequence[Tensor]) -> bool:
+        old = self._sources
+        return old is not None and len(old) == len(sources) and all(
+            a.dtype == b.dtype and a.device == b.device and a.shape == b.shape
+            and torch.equal(a, b)
+            for a, b in zip(old, sources, strict=True)
+        )
+
+    def bank(
+        self, training: bool, sources: Sequence[Tensor],
+        expand: Callable[[], tuple[Tensor, Tensor | None]],
+    ) -> tuple[Tensor, Tensor | None]:
+        """``expand()``, or its cached result, for a layer in mode ``training`` whose bank is a
+        function of ``sources`` (its parameters) alone."""
+        if not self.applies(training, sources):
+            return expand()
+        if self._bank is None or not self._fresh(sources):
+            with torch.no_grad():
+                self._sources = [t.detach().clone() for t in sources]
+                self._bank = expand()
+        return self._bank
+
+    def clear(self) -> None:
+        """Forget the cached bank and the copies it was built from."""
+        self._sources = self._bank = None
 
 
 class GroupConvBase(nn.Module):
     """What every group-correlation layer shares, whatever computes it (this engine or e2cnn).
 
-    Argument checking as :class:`torch.nn.Conv2d` (square kernel, stride, padding and dilation:
-    90° turns swap the axes), the input-shape check, :meth:`check_equivariance`,
-    :meth:`export` to a plain ``nn.Conv2d`` and ``repr``. Subclasses provide ``forward``,
-    ``expand_filter()`` and ``expand_bias()``.
+    The one constructor: ``nn.Conv2d``'s arguments, checked as :class:`torch.nn.Conv2d`
+    checks them (square kernel, stride, padding and dilation: 90° turns swap the axes). The
+    group and the kind are class data: a layer class sets ``GROUP`` (a
+    :class:`gzoo.groups.Group`) and ``LIFTING`` (``True``: Z² → G, ``False``: G → G) and
+    implements :meth:`_create_parameters`, ``forward``, ``expand_filter()`` and
+    ``expand_bias()``. Shared too: the input-shape check, :meth:`check_equivariance`,
+    :meth:`export` to a plain ``nn.Conv2d`` and ``repr``.
     """
 
+    GROUP: ClassVar[Group]
+    LIFTING: ClassVar[bool]
     _repr_prefix = ""
 
-    def _setup(
+    def __init__(
         self,
-        group: Group | str,
         in_channels: int,
         out_channels: int,
         kernel_size: int | tuple[int, int],
-        stride: int | tuple[int, int],
-        padding: int | tuple[int, int] | str,
-        dilation: int | tuple[int, int],
-        bias: bool,
-        padding_mode: str,
-        lifting: bool,
+        stride: int | tuple[int, int] = 1,
+        padding: int | tuple[int, int] | str = 0,
+        dilation: int | tuple[int, int] = 1,
+        bias: bool = True,
+        padding_mode: str = "zeros",
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
-        """Check the ``nn.Conv2d``-style arguments and store them as attributes."""
-        self.group = get_group(group)
+        """
+        Args:
+            in_channels: input fields (a group field is ``|G|`` channels; a Z² field is one).
+            out_channels: output fields, each ``|G|`` channels.
+            kernel_size: odd kernel size ``k`` (or ``(k, k)``).
+            stride, padding, dilation, bias, padding_mode: as :class:`torch.nn.Conv2d`
+                (``padding`` may be an int, ``(p, p)``, ``"same"`` or ``"valid"``;
+                ``padding_mode`` one of ``zeros``, ``circular``, ``reflect``, ``replicate``).
+            device, dtype: where the parameters live.
+        """
+        super().__init__()
+        group, lifting = getattr(type(self), "GROUP", None), getattr(type(self), "LIFTING", None)
+        if not isinstance(group, Group) or not isinstance(lifting, bool):
+            raise TypeError(
+                f"{type(self).__name__} binds no group: a layer class sets GROUP (a "
+                f"gzoo.groups.Group) and LIFTING (a bool), as P4Conv does; got GROUP={group!r}, "
+                f"LIFTING={lifting!r}"
+            )
         k = _square(kernel_size, "kernel_size")
-        if k < 1 or k % 2 == 0:
+        if k % 2 == 0:
             raise ValueError(
                 f"kernel_size must be a positive odd int (a centred kernel has a rotation "
                 f"centre on the grid), got {kernel_size!r}"
             )
-        for name, v in (("in_channels", in_channels), ("out_channels", out_channels)):
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name} must be a positive int (number of fields), got {v!r}")
+        check_int("in_channels", in_channels)
+        check_int("out_channels", out_channels)
         if padding_mode not in _PADDING_MODES:
             raise ValueError(f"padding_mode must be one of {_PADDING_MODES}, got {padding_mode!r}")
         stride_ = _square(stride, "stride")
@@ -96,23 +181,26 @@ class GroupConvBase(nn.Module):
             if padding == "same" and stride_ != 1:
                 raise ValueError("padding='same' needs stride=1, as in torch.nn.Conv2d")
             padding = dilation_ * (k - 1) // 2 if padding == "same" else 0
-        pad = _square(padding, "padding")
-        if stride_ < 1 or dilation_ < 1 or pad < 0:
-            raise ValueError(
-                f"need stride ≥ 1, dilation ≥ 1, padding ≥ 0; got {stride_}, {dilation_}, {pad}"
-            )
+        self.group = group
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.kernel_size = k
         self.stride = stride_
-        self.padding = pad
+        self.padding = _square(padding, "padding", minimum=0)
         self.dilation = dilation_
         self.padding_mode = padding_mode
         self.has_bias = bool(bias)
         self.lifting = lifting
         self.layer_name = type(self).__name__
-        self.group_order = self.group.order
-        self.in_order = 1 if lifting else self.group.order
+        self.group_order = group.order
+        self.in_order = 1 if lifting else group.order
+        self._create_parameters(device, dtype)
+
+    def _create_parameters(
+        self, device: torch.device | str | None, dtype: torch.dtype | None
+    ) -> None:
+        """Create the parameters (and whatever expands them) for the checked arguments."""
+        raise NotImplementedError
 
     def _check_input(self, x: Tensor) -> None:
         if self.lifting:
@@ -185,17 +273,11 @@ class GroupConvBase(nn.Module):
 
 
 class GroupCorrelation(GroupConvBase):
-    r"""Lifting (Z² → G) or group (G → G) correlation for a finite rotation/reflection group.
+    r"""The hand-written engine: lifting (Z² → G) or group (G → G) correlation by one gather.
 
-    Args:
-        group: the group, a :class:`gzoo.groups.Group` or its name (``"p4"``, ``"p4m"``, ``"p8"``).
-        in_channels: input fields (a group field is ``|G|`` channels; a Z² field is one).
-        out_channels: output fields, each ``|G|`` channels.
-        kernel_size: odd kernel size ``k``.
-        stride, padding, dilation, bias, padding_mode: as :class:`torch.nn.Conv2d`
-            (``padding`` may be an int, ``"same"`` or ``"valid"``).
-        lifting: ``True`` for eq. 14 (input ``[B, C_in, H, W]``), ``False`` for eq. 15 (input
-            ``[B, C_in, |G|, H, W]``).
+    A concrete layer binds a group and a kind, e.g. ``class P4Conv(GroupCorrelation): GROUP,
+    LIFTING = C4, False`` (:mod:`gzoo.layers.conv`); any :class:`gzoo.groups.Group` works.
+    Constructor arguments: :class:`GroupConvBase`'s (``nn.Conv2d``'s).
 
     Parameters: ``weight`` ``[C_out, C_in, k, k]`` (lifting) or ``[C_out, C_in, |G|, k, k]``,
     and ``bias`` ``[C_out]``, one value per output field shared over the group axis.
@@ -205,8 +287,8 @@ class GroupCorrelation(GroupConvBase):
     p4m; for p8 exact on the 90° subgroup (and for ring rotations of a k×k stencil). With
     ``stride`` s it is exact when ``(H + 2p − d(k−1) − 1)`` is divisible by s.
 
-    In eval mode with no gradient needed, the expanded bank is cached and rebuilt whenever the
-    weights change (in place, by ``load_state_dict`` or by ``.to()``).
+    The bank is expanded on every call, in every mode (see the module docstring: no cache, so
+    no stale bank after any weight change).
     """
 
     __constants__ = [  # noqa: RUF012
@@ -214,43 +296,24 @@ class GroupCorrelation(GroupConvBase):
         "padding_mode", "lifting", "group_order", "in_order", "layer_name", "has_bias",
     ]
 
-    def __init__(
-        self,
-        group: Group | str,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int | tuple[int, int],
-        stride: int | tuple[int, int] = 1,
-        padding: int | tuple[int, int] | str = 0,
-        dilation: int | tuple[int, int] = 1,
-        bias: bool = True,
-        padding_mode: str = "zeros",
-        *,
-        lifting: bool,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
+    def _create_parameters(
+        self, device: torch.device | str | None, dtype: torch.dtype | None
     ) -> None:
-        super().__init__()
-        self._setup(group, in_channels, out_channels, kernel_size, stride, padding, dilation,
-                    bias, padding_mode, lifting)
-        k = self.kernel_size
-
+        o, i, k, n = self.out_channels, self.in_channels, self.kernel_size, self.group_order
         factory = {"device": device, "dtype": dtype}
-        shape = (out_channels, in_channels, k, k) if lifting else (
-            out_channels, in_channels, self.group_order, k, k)
+        shape = (o, i, k, k) if self.lifting else (o, i, n, k, k)
         self.weight = nn.Parameter(torch.empty(shape, **factory))
-        self.bias = nn.Parameter(torch.empty(out_channels, **factory)) if bias else None
+        self.bias = nn.Parameter(torch.empty(o, **factory)) if self.has_bias else None
         # _index[n]: source in weight.flatten() of entry n of bank.flatten(), so the bank is one
         # index_select (one kernel; backward one index_add_). Built from the group's table
         # idx[g, q] (source of entry q of the bank row for element g): bank[o, g, i, q] =
         # ψ[o, i, idx[g, q]].
-        idx = self.group.kernel_index(k, lifting)
+        idx = self.group.kernel_index(k, self.lifting)
         per = idx.shape[1]  # |G_in|·k²
-        flat = (torch.arange(out_channels).view(-1, 1, 1, 1) * (in_channels * per)
-                + torch.arange(in_channels).view(1, 1, -1, 1) * per
-                + idx.view(1, self.group_order, 1, per))
+        flat = (torch.arange(o).view(-1, 1, 1, 1) * (i * per)
+                + torch.arange(i).view(1, 1, -1, 1) * per
+                + idx.view(1, n, 1, per))
         self.register_buffer("_index", flat.reshape(-1).to(device), persistent=False)
-        self._cache: tuple[tuple[int, ...], Tensor, Tensor | None] | None = None
         self.reset_parameters()
 
     # ------------------------------------------------------------------ parameters
@@ -268,7 +331,8 @@ class GroupCorrelation(GroupConvBase):
     def expand_filter(self) -> Tensor:
         """The filter bank ``[C_out·|G|, C_in·|G_in|, k, k]``: row ``o·|G|+g`` is ``L_g ψ_o``."""
         o, i, k = self.out_channels, self.in_channels, self.kernel_size
-        # bank[o, g, i, q] = ψ[o, i, idx[g, q]]: eq. 14 / eq. 15 as one gather.
+        # bank[o, g, i, q] = ψ[o, i, idx[g, q]]: lifting (eq. 10 of Cohen & Welling 2016) or
+        # group correlation (their eq. 11) as one gather.
         bank = self.weight.reshape(-1).index_select(0, self._index)
         return bank.view(o * self.group_order, i * self.in_order, k, k)
 
@@ -276,37 +340,16 @@ class GroupCorrelation(GroupConvBase):
         """The bias per output channel: each field's bias repeated over the group axis."""
         if self.bias is None:
             return None
-        return self.bias.unsqueeze(1).expand(-1, self.group_order).reshape(-1)
-
-    def _bank(self) -> tuple[Tensor, Tensor | None]:
-        if torch.jit.is_scripting() or self.training:
-            return self.expand_filter(), self.expand_bias()
-        return self._cached_bank()
-
-    @torch.jit.unused
-    def _cached_bank(self) -> tuple[Tensor, Tensor | None]:
-        needs_grad = torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())
-        if needs_grad or torch.compiler.is_compiling():
-            return self.expand_filter(), self.expand_bias()
-        key = tuple(
-            v
-            for p in (self.weight, self.bias)
-            if p is not None
-            for v in (p._version, p.data_ptr(), hash(p.dtype), hash(p.device))
-        )
-        if self._cache is None or self._cache[0] != key:
-            with torch.no_grad():
-                self._cache = (key, self.expand_filter(), self.expand_bias())
-        return self._cache[1], self._cache[2]
-
-    def train(self, mode: bool = True) -> GroupCorrelation:
-        self._cache = None
-        return super().train(mode)
+        return self.bias.repeat_interleave(self.group_order)
 
     # ------------------------------------------------------------------ forward
     def forward(self, x: Tensor) -> Tensor:
         self._check_input(x)
-        weight, bias = self._bank()
+        return self.correlate(x, self.expand_filter(), self.expand_bias())
+
+    def correlate(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        """The translation part: ``conv2d`` of the (flattened) input with a bank ``weight``
+        laid out as :meth:`expand_filter`'s, with this layer's stride, padding and dilation."""
         x = x.flatten(1, 2) if not self.lifting else x
         if self.padding_mode == "zeros":
             y = F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from gzoo._checks import check_int
+
 __all__ = ["GroupBatchNorm"]
 
 
@@ -18,9 +20,10 @@ class GroupBatchNorm(nn.BatchNorm3d):
     def __init__(self, num_features: int, group_order: int | None = None, eps: float = 1e-5,
                  momentum: float | None = 0.1, affine: bool = True,
                  track_running_stats: bool = True, device=None, dtype=None) -> None:
+        check_int("num_features", num_features)
         super().__init__(num_features, eps, momentum, affine, track_running_stats,
                          device=device, dtype=dtype)
-        self.group_order = group_order
+        self.group_order = None if group_order is None else check_int("group_order", group_order)
 
     def _check_input_dim(self, input: Tensor) -> None:
         bad = input.dim() != 5 or input.shape[1] != self.num_features

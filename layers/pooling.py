@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gzoo._checks import check_int
+
 __all__ = ["GroupPool", "SpatialPool", "group_pool"]
 
 
@@ -55,9 +57,9 @@ class SpatialPool(nn.Module):
         super().__init__()
         if mode not in ("max", "avg"):
             raise ValueError(f"spatial pooling mode must be 'max' or 'avg', got {mode!r}")
-        self.kernel_size = kernel_size
-        self.stride = kernel_size if stride is None else stride
-        self.padding = padding
+        self.kernel_size = check_int("kernel_size", kernel_size)
+        self.stride = kernel_size if stride is None else check_int("stride", stride)
+        self.padding = check_int("padding", padding, minimum=0, maximum=kernel_size // 2)
         self.mode = mode
 
     def forward(self, x: Tensor) -> Tensor:

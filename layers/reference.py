@@ -30,11 +30,13 @@ exact (:func:`load_from_e2cnn`); the reverse is not possible in general.
 
 **Eval-mode cache.** ``R2Conv.eval()`` caches the expanded filter; e2cnn builds it with
 autograd on, so the cache would keep the graph (and its memory) alive, and it goes stale when
-weights change in eval mode. These wrappers, like the hand-written engine, build the cache under
-``torch.no_grad()``, use it only in eval mode when no gradient is needed (in eval mode with
-autograd recording, the filter is expanded afresh so weight gradients stay correct), rebuild it
-whenever the weights change (in place, by ``load_state_dict``, or by ``.to()``), and keep it out
-of the ``state_dict`` (so train- and eval-mode state dicts have the same keys).
+weights change in eval mode. These wrappers do not use it: each call gets its bank from
+:class:`gzoo.layers.engine.EvalBankCache` — in eval mode with no gradient needed, the bank
+built (under ``torch.no_grad()``) from a copy of the weights that still equals them (values,
+dtype, device), so no write path (``p.data``, ``load_state_dict``, ``copy_``, an optimizer
+step under ``no_grad``, ``.to()``) can leave it stale; otherwise (training, or autograd
+recording in eval mode) e2cnn's expansion afresh, so weight gradients stay correct. Nothing of
+it is in the ``state_dict`` (train- and eval-mode state dicts have the same keys).
 
 **Shared bases.** By default e2cnn shares one sampled-basis module between all ``R2Conv`` with
 the same types and kernel size, so ``.double()`` or ``.to("cuda")`` on one layer silently
@@ -59,7 +61,7 @@ from gzoo.groups import C4, C8, D4, Group
 
 from ._e2cnn_compat import E2CNN_PATCHES, patch_e2cnn
 from .conv import P4Conv, P4LiftConv, P4MConv, P4MLiftConv, P8Conv, P8LiftConv
-from .engine import GroupConvBase, GroupCorrelation
+from .engine import EvalBankCache, GroupConvBase, GroupCorrelation
 
 __all__ = [
     "E2CNN_PATCHES",
@@ -94,18 +96,16 @@ def _gspace(name: str) -> gspaces.GeneralOnR2:
 class E2Reference(GroupConvBase):
     """Base of the e2cnn twins: an :class:`e2cnn.nn.R2Conv` with the hand-written layout.
 
-    Args (as the hand-written twin, :class:`gzoo.layers.GroupCorrelation`):
-        in_channels: input fields (trivial fields for lifting, regular fields otherwise).
-        out_channels: output regular fields, ``|G|`` channels each.
-        kernel_size: odd ``k`` (or ``(k, k)``).
-        stride, padding, dilation, bias, padding_mode: as :class:`torch.nn.Conv2d`;
-            ``padding`` may be an int, ``(p, p)``, ``"same"`` or ``"valid"``; ``padding_mode``
-            one of ``zeros``, ``circular``, ``reflect``, ``replicate`` (all four are R2Conv's).
-        device, dtype: where to put the layer after it is built.
+    Constructor: exactly the hand-written twin's (:class:`gzoo.layers.engine.GroupConvBase`,
+    ``nn.Conv2d``'s arguments: ``in_channels`` trivial fields for lifting layers and regular
+    fields otherwise, ``out_channels`` regular fields of ``|G|`` channels, odd
+    ``kernel_size``, ``stride``, ``padding`` (an int, ``(p, p)``, ``"same"`` or ``"valid"``),
+    ``dilation``, ``bias``, ``padding_mode`` (all four are R2Conv's), ``device``, ``dtype``).
 
     Attributes: ``conv`` (the R2Conv), ``group`` (:class:`gzoo.groups.Group`), ``group_name``,
-    ``order`` (= ``group_order``), ``lifting``, ``in_channels``, ``out_channels``,
-    ``kernel_size``, ``stride``, ``padding``, ``dilation``, ``padding_mode``.
+    ``group_order``, ``lifting``, ``in_channels``, ``out_channels``, ``kernel_size``,
+    ``stride``, ``padding``, ``dilation``, ``padding_mode``; ``bank_cache`` (the
+    :class:`~gzoo.layers.engine.EvalBankCache` serving eval calls).
     """
 
     GROUP: ClassVar[Group]
@@ -113,37 +113,26 @@ class E2Reference(GroupConvBase):
     TWIN: ClassVar[type[GroupCorrelation]]
     _repr_prefix = "e2cnn "
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int | tuple[int, int],
-        stride: int | tuple[int, int] = 1,
-        padding: int | tuple[int, int] | str = 0,
-        dilation: int | tuple[int, int] = 1,
-        bias: bool = True,
-        padding_mode: str = "zeros",
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
+    def _create_parameters(
+        self, device: torch.device | str | None, dtype: torch.dtype | None
     ) -> None:
-        super().__init__()
-        self._setup(self.GROUP, in_channels, out_channels, kernel_size, stride, padding,
-                    dilation, bias, padding_mode, self.LIFTING)
-        self.group_name = self.GROUP.name
-        self.order = self.group_order
-        k, pad, stride_, dilation_ = self.kernel_size, self.padding, self.stride, self.dilation
-
+        self.group_name = self.group.name
         gs = _gspace(self.group_name)
-        in_repr = gs.trivial_repr if self.LIFTING else gs.regular_repr
-        self.conv = enn.R2Conv(
-            enn.FieldType(gs, in_channels * [in_repr]),
-            enn.FieldType(gs, out_channels * [gs.regular_repr]),
-            k, padding=pad, stride=stride_, dilation=dilation_, padding_mode=padding_mode,
-            bias=bias, recompute=True,  # a basis of its own (see the module docstring)
+        in_repr = gs.trivial_repr if self.lifting else gs.regular_repr
+        conv = enn.R2Conv(
+            enn.FieldType(gs, self.in_channels * [in_repr]),
+            enn.FieldType(gs, self.out_channels * [gs.regular_repr]),
+            self.kernel_size, padding=self.padding, stride=self.stride, dilation=self.dilation,
+            padding_mode=self.padding_mode, bias=self.has_bias,
+            recompute=True,  # a basis of its own (see the module docstring)
         )
-        # R2Conv registers its eval cache as persistent buffers; keep it out of state_dict.
-        self._register_cache(self.conv.filter, self.conv.expanded_bias)
-        self._cache_key: tuple[Any, ...] | None = None
+        # R2Conv's own eval cache (persistent buffers built by R2Conv.train(False)) is not used:
+        # its eval branch convolves with whatever ``filter``/``expanded_bias`` hold, and
+        # forward sets them for each call (see there). The inner conv stays in that branch.
+        del conv.filter, conv.expanded_bias
+        conv.training = False
+        self.conv = conv
+        self.bank_cache = EvalBankCache()
         if device is not None or dtype is not None:
             self.to(device=device, dtype=dtype)
 
@@ -156,27 +145,16 @@ class E2Reference(GroupConvBase):
         """e2cnn's expanded bias ``[C_out·|G|]``: ``b_o/√|G|`` on every channel of field ``o``."""
         return self.conv.expand_parameters()[1]
 
-    def _register_cache(self, filt: Tensor | None, bias: Tensor | None) -> None:
-        if filt is not None:
-            self.conv.register_buffer("filter", filt, persistent=False)
-        if bias is not None:
-            self.conv.register_buffer("expanded_bias", bias, persistent=False)
-
-    def _weights_key(self) -> tuple[Any, ...]:
-        return tuple(
-            v for p in self.conv.parameters()
-            for v in (p._version, p.data_ptr(), p.dtype, p.device)
-        )
+    def _bank_sources(self) -> list[Tensor]:
+        """What e2cnn's bank is a function of: the basis coefficients and the field biases."""
+        return [p for p in (self.conv.weights, self.conv.bias) if p is not None]
 
     def train(self, mode: bool = True) -> E2Reference:
-        was_training = self.conv.training
-        with torch.no_grad():  # R2Conv.train(False) expands its cache: keep no autograd graph
-            super().train(mode)
-        if mode:
-            self._cache_key = None
-        elif was_training:  # R2Conv has just built its cache from the current weights
-            self._register_cache(self.conv.filter, self.conv.expanded_bias)
-            self._cache_key = self._weights_key()
+        """Set train/eval mode as usual, but keep the inner R2Conv in its eval branch: it then
+        convolves with the bank :meth:`forward` hands it, and ``R2Conv.train(False)`` (guarded
+        by ``if self.training``) never builds its own eval filter, stale once weights change."""
+        super().train(mode)
+        self.conv.training = False
         return self
 
     # ------------------------------------------------------------------ forward
@@ -184,21 +162,14 @@ class E2Reference(GroupConvBase):
         self._check_input(x)
         conv = self.conv
         t = enn.GeometricTensor(x if self.lifting else x.flatten(1, 2), conv.in_type)
-        if conv.training:
-            y = conv(t).tensor
-        elif torch.is_grad_enabled() and any(p.requires_grad for p in conv.parameters()):
-            conv.training = True  # eval mode, autograd recording: expand afresh, as e2cnn trains
-            try:
-                y = conv(t).tensor
-            finally:
-                conv.training = False
-        else:
-            key = self._weights_key()
-            if key != self._cache_key:  # weights changed since the cache was built
-                with torch.no_grad():
-                    self._register_cache(*conv.expand_parameters())
-                self._cache_key = key
-            y = conv(t).tensor
+        # The bank for this call: e2cnn's expansion (a basis contraction, costly at small sizes)
+        # served from the eval cache when nothing needs a gradient, afresh otherwise.
+        conv.filter, conv.expanded_bias = self.bank_cache.bank(
+            self.training, self._bank_sources(), conv.expand_parameters)
+        try:
+            y = conv(t).tensor  # R2Conv's eval branch: conv2d with filter and expanded_bias
+        finally:  # hold no autograd graph (or stale bank) between calls
+            del conv.filter, conv.expanded_bias
         return y.unflatten(1, (self.out_channels, self.group_order))
 
 

@@ -5,9 +5,25 @@ import itertools
 import pytest
 import torch
 
-from gzoo.groups import C4, C8, D4, GROUPS, get_group, ring_rotation_index
+from gzoo.groups import (
+    C4,
+    C8,
+    D4,
+    GROUPS,
+    QUARTER_TURNS,
+    RING_ROTATION,
+    Group,
+    SpatialAction,
+    get_group,
+    ring_rotation_index,
+)
 
 ALL = [C4, D4, C8]
+# every group the constructor accepts: each action × each allowed rotation count × mirror or not
+CONSTRUCTIBLE = [
+    Group(f"{a.step_degrees}:{n}{'m' if m else ''}", n, m, a)
+    for a in (QUARTER_TURNS, RING_ROTATION) for n in a.rotation_counts for m in (False, True)
+]
 
 
 @pytest.mark.parametrize("G", ALL, ids=lambda g: g.name)
@@ -53,15 +69,68 @@ def test_element_conventions():
         assert torch.equal(C4.act_group(f, k), torch.rot90(f.roll(k, 2), k, (-2, -1)))
 
 
-@pytest.mark.parametrize("G", ALL, ids=lambda g: g.name)
+@pytest.mark.parametrize("G", GROUPS.values(), ids=lambda g: g.name)
 @pytest.mark.parametrize("size", [3, 5, 7])
 def test_actions_are_homomorphisms(G, size):
+    """L_a L_b = L_{ab} for every pair, as the Cayley table says, on random odd square arrays."""
     x = torch.randn(2, size, size)
     fmap = torch.randn(2, G.order, size, size)
     for a, b in itertools.product(range(G.order), repeat=2):
         ab = G.mul(a, b)
         assert torch.equal(G.act_z2(G.act_z2(x, b), a), G.act_z2(x, ab))
         assert torch.equal(G.act_group(G.act_group(fmap, b), a), G.act_group(fmap, ab))
+
+
+@pytest.mark.parametrize("G", CONSTRUCTIBLE, ids=lambda g: g.name)
+def test_every_accepted_group_acts_as_its_table_says(G):
+    """Whatever the constructor accepts is a faithful action: a homomorphism consistent with the
+    table (so the generator's order is the table's), distinct elements acting differently, and
+    exactly ``exact_image_elements`` acting on a non-square map."""
+    x = torch.randn(5, 5)
+    images = [G.act_z2(x, g) for g in range(G.order)]
+    for a, b in itertools.product(range(G.order), repeat=2):
+        assert torch.equal(G.act_z2(images[b], a), images[G.mul(a, b)])
+    assert len({tuple(im.flatten().tolist()) for im in images}) == G.order  # faithful
+    wide = torch.randn(4, 6)
+    for g in range(G.order):
+        if g in G.exact_image_elements:
+            G.act_z2(wide, g)
+        else:
+            with pytest.raises(ValueError, match="odd square"):
+                G.act_z2(wide, g)
+
+
+@pytest.mark.parametrize(
+    ("args", "error", "match"),
+    [
+        (("p6", 6, False), ValueError, r"rotations=6 .*quarter turns.*\(1, 2, 4\)"),
+        (("p8", 8, False), ValueError, r"rotations=8 .*RING_ROTATION"),
+        (("p3", 3, True, RING_ROTATION), ValueError, r"rotations=3 .*\(1, 2, 4, 8\)"),
+        (("p16", 16, False, RING_ROTATION), ValueError, "rotations=16"),
+        (("p4", 0, False), ValueError, "rotations must be a positive int, got 0"),
+        (("p4", 4.0, False), TypeError, r"rotations .* got float 4\.0"),
+        (("p4", 4, 1), TypeError, "reflections must be a bool, got 1"),
+        (("p4", 4, False, "quarter"), TypeError, r"action must be a SpatialAction.*'quarter'"),
+        (("", 4, False), ValueError, "name"),
+        ((4, 4, False), TypeError, "name must be a str, got int 4"),
+    ],
+)
+def test_groups_that_would_lie_are_refused(args, error, match):
+    with pytest.raises(error, match=match):
+        Group(*args)
+
+
+def test_spatial_actions_are_data():
+    assert (QUARTER_TURNS.cycle, RING_ROTATION.cycle) == (4, 8)
+    assert RING_ROTATION.rotation_counts == (1, 2, 4, 8)
+    assert (C4.action, D4.action, C8.action) == (QUARTER_TURNS, QUARTER_TURNS, RING_ROTATION)
+    # p4 through ring rotations is p4: its generator is two 45° steps, i.e. rot90
+    x = torch.randn(7, 7)
+    via_ring = Group("p4", 4, False, RING_ROTATION)
+    for g in range(4):
+        assert torch.equal(via_ring.act_z2(x, g), C4.act_z2(x, g))
+    with pytest.raises(ValueError, match=r"step_degrees .* got 60"):
+        SpatialAction("hexagonal", 60)
 
 
 @pytest.mark.parametrize("G", [C4, D4], ids=lambda g: g.name)

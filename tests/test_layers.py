@@ -193,27 +193,22 @@ def test_padding_modes_equivariant():
         assert max(errors(layer, make_input(layer, (8, 8))).values()) <= 1e-12
 
 
-def test_eval_cache_tracks_weight_changes():
+def test_eval_mode_uses_current_weights_and_passes_gradients():
+    """No eval cache in the engine: every call gathers the bank from the weights as they are
+    (every write path, for these layers and the twins: test_reference.py)."""
     layer = P4Conv(2, 2, 3, padding=1).eval()
     x = make_input(layer, (6, 6), torch.float32)
     with torch.no_grad():
         y0 = layer(x)
-        assert layer._cache is not None
-        cached = layer._cache[1]
-        layer(x)
-        assert layer._cache[1] is cached  # reused
-        layer.weight.mul_(2.0)  # in-place change → rebuilt
+        layer.weight.mul_(2.0)
         torch.testing.assert_close(layer(x), 2 * y0 - layer.bias.view(1, -1, 1, 1, 1))
-        assert layer._cache[1] is not cached
         layer.load_state_dict({"weight": torch.zeros_like(layer.weight),
                                "bias": torch.ones(2)})
         torch.testing.assert_close(layer(x), torch.ones_like(y0))
-    # with gradients enabled the cache is bypassed, so gradients still flow
+    # eval mode with gradients enabled: gradients flow
     out = layer(x).sum()
     out.backward()
     assert layer.weight.grad is not None and layer.weight.grad.abs().sum() > 0
-    layer.train()
-    assert layer._cache is None
 
 
 def test_training_step_changes_output():
@@ -266,6 +261,8 @@ def test_bad_arguments(kwargs, match):
         P4Conv(2, 2, **kwargs)
     with pytest.raises(ValueError, match="in_channels"):
         P4Conv(0, 2, 3)
+    with pytest.raises(TypeError, match=r"out_channels .* got float 2\.0"):
+        P4Conv(2, 2.0, 3)
 
 
 @pytest.mark.parametrize(
@@ -300,6 +297,16 @@ def test_pooling_and_norm_shapes_and_errors():
         GroupPool("sum")
     with pytest.raises(ValueError, match=r"\[2, 3, 6\]"):
         GroupPool()(torch.randn(2, 3, 6))
+    for make, error, match in [
+        (lambda: SpatialPool(0), ValueError, "kernel_size must be a positive int, got 0"),
+        (lambda: SpatialPool(2.0), TypeError, r"kernel_size .* got float 2\.0"),
+        (lambda: SpatialPool(2, stride=0), ValueError, r"stride .* got 0"),
+        (lambda: SpatialPool(3, padding=2), ValueError, r"padding must be an int in 0\.\.1, got 2"),
+        (lambda: GroupBatchNorm(0, 8), ValueError, r"num_features .* got 0"),
+        (lambda: GroupBatchNorm(3, True), TypeError, r"group_order .* got bool True"),
+    ]:
+        with pytest.raises(error, match=match):
+            make()
 
 
 def test_public_imports():

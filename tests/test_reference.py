@@ -1,6 +1,7 @@
 """e2cnn reference layers: the numpy-2 patch, e2cnn's conventions, exact parity with the
 hand-written p4/p4m layers, equivariance of all six twins, parameter counts and API."""
 
+import copy
 import inspect
 import warnings
 
@@ -10,7 +11,7 @@ import torch
 from e2cnn import gspaces
 from e2cnn import nn as enn
 
-from conftest import devices
+from conftest import CUDA, devices
 from gzoo.equivariance import equivariance_errors
 from gzoo.groups import C4, C8, D4
 from gzoo.layers import LAYERS, P4Conv, P4LiftConv, P4MConv, P8Conv
@@ -23,6 +24,7 @@ from gzoo.layers.reference import (
     E2P4MConv,
     E2P4MLiftConv,
     E2P8Conv,
+    E2Reference,
     load_from_e2cnn,
     param_count,
     param_table,
@@ -234,7 +236,7 @@ def test_same_constructor_and_mapping():
             inspect.signature(hand_cls).parameters.keys())
     ref = E2P4MConv(2, 3, (3, 3), padding="same", dilation=2, padding_mode="reflect",
                     dtype=torch.float64)
-    assert (ref.group, ref.group_name, ref.order, ref.lifting) == (D4, "p4m", 8, False)
+    assert (ref.group, ref.group_name, ref.group_order, ref.lifting) == (D4, "p4m", 8, False)
     assert (ref.kernel_size, ref.padding, ref.dilation) == (3, 2, 2)
     assert ref.conv.weights.dtype == torch.float64
     assert ref(make_input(ref)).shape == (2, 3, 8, 9, 9)
@@ -256,14 +258,15 @@ def test_eval_cache_state_dict_and_grads():
     keys = set(ref.state_dict())
     x = make_input(ref)
     y = ref(x)
-    ref.eval()  # outside no_grad: the cache must not hold an autograd graph
-    assert ref.conv.filter.grad_fn is None
+    copy.deepcopy(ref)  # the call left no autograd graph on the module
+    ref.eval()
     assert set(ref.state_dict()) == keys  # no mode-dependent cache keys
     with torch.no_grad():
         torch.testing.assert_close(ref(x), y, rtol=0, atol=0)
         ref.conv.weights.mul_(2.0)  # in-place change: the cache is rebuilt
-        ref.eval()  # a second eval() must not mark the old cache as fresh
+        ref.eval()
         y2 = ref(x)
+    assert set(ref.state_dict()) == keys
     ref.train()
     torch.testing.assert_close(y2, ref(x), rtol=0, atol=0)
     ref.eval()
@@ -274,6 +277,112 @@ def test_eval_cache_state_dict_and_grads():
     fresh.eval()
     with torch.no_grad():
         torch.testing.assert_close(fresh(x), ref(x), rtol=0, atol=0)
+
+
+def test_eval_cache_serves_repeated_calls(monkeypatch):
+    """The twins' cache does cache: e2cnn's expansion runs once for repeated eval calls under
+    no_grad, again after a weight write, and on every call that records gradients."""
+    ref = randomize(E2P4MConv(2, 3, 3, padding=1)).eval()
+    calls = []
+    expand = ref.conv.expand_parameters
+    monkeypatch.setattr(ref.conv, "expand_parameters", lambda: calls.append(1) or expand())
+    x = make_input(ref, dtype=torch.float32)
+    with torch.no_grad():
+        for _ in range(3):
+            ref(x)
+        assert len(calls) == 1
+        ref.conv.weights.data[0] += 1.0
+        ref(x)
+        ref(x)
+        assert len(calls) == 2
+    ref(x)
+    ref(x)
+    assert len(calls) == 4
+
+
+# ---------------------------------------------------------------------------- weight writes
+def _weight(layer):
+    """The parameter a layer's bank is built from (e2cnn: the basis coefficients)."""
+    return layer.conv.weights if isinstance(layer, E2Reference) else layer.weight
+
+
+def _bias(layer):
+    return layer.conv.bias if isinstance(layer, E2Reference) else layer.bias
+
+
+def _write(layer, other, how):
+    """Change ``layer``'s weights in place, the way ``how`` says (``other``: new values)."""
+    with torch.no_grad():
+        if how == "weight.data.zero_()":
+            _weight(layer).data.zero_()
+        elif how == "bias.data.add_()":
+            _bias(layer).data.add_(1.0)
+        elif how == "weight.data = ...":
+            _weight(layer).data = _weight(other).data.clone()
+        elif how == "copy_":
+            _weight(layer).copy_(_weight(other))
+        elif how == "load_state_dict":
+            layer.load_state_dict(other.state_dict())
+        elif how in ("SGD step (foreach)", "Adam step (fused)"):
+            params = list(layer.parameters())
+            opt = (torch.optim.SGD(params, lr=0.5, foreach=True) if how.startswith("SGD")
+                   else torch.optim.Adam(params, lr=0.5, fused=True))
+            for p in params:
+                p.grad = torch.randn_like(p)
+            opt.step()
+        elif how == ".double()":
+            layer.double()
+        else:
+            raise AssertionError(how)
+
+
+WRITES = ["weight.data.zero_()", "bias.data.add_()", "weight.data = ...", "copy_",
+          "load_state_dict", "SGD step (foreach)", "Adam step (fused)", ".double()"]
+BOTH = [*LAYERS, *REFERENCE_LAYERS]
+
+
+@pytest.mark.parametrize("cls", BOTH, ids=[c.__name__ for c in BOTH])
+@pytest.mark.parametrize("how", WRITES)
+def test_eval_output_follows_every_weight_write(cls, how):
+    """In eval mode under no_grad, after any write the output is the one the new weights give
+    (as computed in train mode, where no cache is ever used) — never the old one."""
+    def make():
+        layer = cls(2, 3, 3, padding=1)
+        if isinstance(layer, E2Reference):
+            randomize(layer)
+        else:
+            with torch.no_grad():
+                layer.bias.normal_()
+        return layer.eval()
+
+    layer, other = make(), make()
+    x = make_input(layer, (7, 7), torch.float32)
+    with torch.no_grad():
+        before = layer(x)
+        layer(x)  # a cache, if any, is built and served
+        _write(layer, other, how)
+        x = x.to(_weight(layer).dtype)
+        after = layer(x)
+        layer.train()
+        expected = layer(x)
+        layer.eval()
+    assert not torch.equal(after.to(before.dtype), before)
+    torch.testing.assert_close(after, expected, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.cuda
+@CUDA
+@pytest.mark.parametrize("cls", [P4Conv, E2P4Conv], ids=lambda c: c.__name__)
+def test_eval_output_follows_to_device(cls):
+    layer = cls(2, 3, 3, padding=1).eval()
+    x = make_input(layer, (7, 7), torch.float32)
+    with torch.no_grad():
+        y = layer(x)
+        layer.to("cuda")
+        torch.testing.assert_close(layer(x.cuda()).cpu(), y, rtol=1e-5, atol=1e-5)
+        _weight(layer).data.mul_(-1.0)
+        layer.to("cpu")
+        assert not torch.allclose(layer(x), y)
 
 
 def test_layers_do_not_share_bases():

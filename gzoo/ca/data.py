@@ -17,6 +17,9 @@ For ``B2/S`` (Seeds) and ``B234/S`` (Serviettes) every live cell dies each step,
 with 7 or 8 live neighbours never appears after burn-in; other rules thin out to sparse ash. The
 wide default density range ``(0.05, 0.95)`` makes fresh soups hit every class
 ``(s, n) ∈ {0, 1} × {0..max_count}``; :func:`class_counts` and :func:`format_class_table` report it.
+Rules of the richer families distinguish more classes (102 Hensel orbits for an isotropic rule,
+all 512 patterns for a MAP rule); fresh soups of the default density range hit every one of them
+too, and :func:`family_counts` (``CADataset.missing_family_classes()``) reports that coverage.
 
 Files: :func:`save_dataset` writes ``x``/``y`` as ``uint8`` safetensors with metadata
 ``format`` = ``gzoo.ca.dataset/1``, ``rule`` (canonical string) and ``recipe`` (JSON).
@@ -32,12 +35,15 @@ from typing import Any
 
 import torch
 
+from .families import Family, get_family
 from .rule import Rule
-from .simulate import _step_u8, _sum_incl_self, as_uint8_boards, step
+from .simulate import as_uint8_boards, class_index, step
+from .stencil import pattern_index
 
 __all__ = [
     "CADataset",
     "class_counts",
+    "family_counts",
     "format_class_table",
     "load_dataset",
     "make_dataset",
@@ -87,6 +93,17 @@ class CADataset:
     def missing_classes(self) -> list[tuple[int, int]]:
         """The (state, count) classes that never occur in ``x``."""
         return missing_classes(self.class_counts())
+
+    def family_counts(self, family: str | Family | None = None) -> torch.Tensor:
+        """Occurrences in ``x`` of each class of ``family`` (default: the rule's own family,
+        e.g. the 102 Hensel classes of an isotropic rule)."""
+        return family_counts(self.x, self.rule.family if family is None else family)
+
+    def missing_family_classes(self, family: str | Family | None = None) -> list[str]:
+        """Names of the classes of ``family`` (default: the rule's) that never occur in ``x``."""
+        fam = get_family(self.rule.family if family is None else family)
+        counts = family_counts(self.x, fam)
+        return [fam.class_names[i] for i in (counts == 0).nonzero().flatten().tolist()]
 
     def to(self, device: torch.device | str) -> CADataset:
         """A copy with ``x`` and ``y`` on ``device``."""
@@ -166,7 +183,7 @@ def make_dataset(
         if t in wanted:
             snaps[t] = state
         if t < max(times):
-            state = _step_u8(state, rule).to(torch.uint8)
+            state = step(state, rule)
     x = torch.stack([snaps[t] for t in times], dim=1).reshape(n_boards * steps, h, w)
     if noise > 0.0:
         flips = torch.rand(x.shape, generator=g, dtype=torch.float64) < noise
@@ -208,9 +225,24 @@ def class_counts(
     width = rule.max_count + 1
     out = torch.zeros(2 * width, dtype=torch.int64, device=x.device)
     for part in x.split(chunk):
-        k = _sum_incl_self(part, rule.neighbourhood).add_(part, alpha=rule.max_count)
+        k = class_index(part, rule.neighbourhood)
         out += torch.bincount(k.flatten().long(), minlength=2 * width)
     return out.view(2, width).cpu()
+
+
+def family_counts(
+    boards: torch.Tensor, family: str | Family, *, chunk: int = 4096
+) -> torch.Tensor:
+    """Occurrences of each class of a rule family (:mod:`gzoo.ca.families`) on the torus:
+    int64 ``[n_classes]``, ``out[c] = #{cells whose 3×3 pattern lies in class c}``."""
+    fam = get_family(family)
+    x = as_uint8_boards(boards)
+    x = x[None] if x.dim() == 2 else x
+    per_pattern = torch.zeros(512, dtype=torch.int64, device=x.device)
+    for part in x.split(chunk):
+        per_pattern += torch.bincount(pattern_index(part).flatten(), minlength=512)
+    out = torch.zeros(fam.n_classes, dtype=torch.int64)
+    return out.index_add_(0, fam.classes, per_pattern.cpu())
 
 
 def missing_classes(counts: torch.Tensor) -> list[tuple[int, int]]:

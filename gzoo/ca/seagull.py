@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .rule import Rule
+from .rule import Rule, RuleError
 from .simulate import as_uint8_boards
 
 __all__ = [
@@ -55,9 +55,18 @@ _MOORE = np.array([[1, 1, 1], [1, 0, 1], [1, 1, 1]])
 _VON_NEUMANN = np.array([[0, 1, 0], [1, 0, 1], [0, 1, 0]])
 
 
+def _outer_totalistic(r: str | Rule) -> Rule:
+    """:meth:`Rule.parse`, refusing rules pyseagull cannot run (it counts neighbours)."""
+    rule = Rule.parse(r)
+    if not rule.is_outer_totalistic:
+        raise RuleError(f"invalid rule {r!r} for pyseagull: it runs outer-totalistic B/S rules "
+                        f"only, and this rule is {rule.family} (use gzoo.ca.simulate)")
+    return rule
+
+
 def _parse_rulestring(r: str) -> tuple[list[int], list[int]]:
     """Patched ``seagull.rules._parse_rulestring``: strict parsing via :meth:`Rule.parse`."""
-    rule = Rule.parse(r)
+    rule = _outer_totalistic(r)
     return sorted(rule.birth), sorted(rule.survival)
 
 
@@ -71,7 +80,7 @@ def _count_neighbors(X: np.ndarray, von_neumann: bool = False) -> np.ndarray:
 
 def life_rule(X: np.ndarray, rulestring: str) -> np.ndarray:
     """Patched ``seagull.rules.life_rule``: B/S rules with Moore or (``V``) von Neumann counts."""
-    rule = Rule.parse(rulestring)
+    rule = _outer_totalistic(rulestring)
     birth, survival = sorted(rule.birth), sorted(rule.survival)
     neighbors = _count_neighbors(X, von_neumann=rule.neighbourhood == "von_neumann")
     birth_rule = (X == 0) & np.isin(neighbors, birth)
@@ -157,7 +166,7 @@ def seagull_history(board: Any, rule: Rule | str, steps: int) -> np.ndarray:
     ``Simulator.get_history()``: ``[steps + 1, H, W]`` (``[steps + 1, B, H, W]`` for a batch, one
     seagull simulation per board).
     """
-    rule = Rule.parse(rule)
+    rule = _outer_totalistic(rule)
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
         raise ValueError(f"steps must be an int >= 0, got {steps!r}")
     apply_seagull_patch()

@@ -1,6 +1,7 @@
-"""Batched Life-like simulation on the torus, CPU or CUDA, with no Python loop over boards.
+"""Batched simulation on the torus, CPU or CUDA, with no Python loop over boards.
 
-One step of a rule ``(B, S)`` on boards ``x ∈ {0,1}^{H×W}`` (indices taken mod ``H``, ``W``):
+Outer-totalistic rules. One step of a rule ``(B, S)`` on boards ``x ∈ {0,1}^{H×W}`` (indices
+taken mod ``H``, ``W``):
 
     n[i, j]  = Σ_{(di,dj) ∈ N} x[i+di, j+dj]          N = Moore (8 offsets) or von Neumann (4)
     x'[i, j] = LUT[x[i, j], n[i, j]]                   LUT[0, n] = [n ∈ B],  LUT[1, n] = [n ∈ S]
@@ -10,17 +11,24 @@ The Moore sum is separable: a horizontal 3-sum ``h = x + roll(x, ±1, W)`` then 
 ``k = x·(m+1) + n = v + m·x`` (``m`` = 8 or 4) and read from the table packed in an integer,
 ``x' = (bits >> k) & 1`` (see :attr:`Rule.table_bits`) — one elementwise gather, no int64 index.
 
+Every other rule (isotropic, MAP): the 3×3 block around each cell is read as its pattern index
+(:func:`gzoo.ca.stencil.pattern_index`, nine rolls) and looked up in the rule's 512-entry table,
+``x'[i, j] = table[index[i, j]]``.
+
 ``B0`` rules are run literally: an empty torus turns fully alive and the background strobes
 (Golly runs them differently; see :mod:`gzoo.ca.rule`).
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 
 from .rule import Rule
+from .stencil import NEIGHBOURHOODS, pattern_index
 
-__all__ = ["as_uint8_boards", "neighbour_counts", "simulate", "step"]
+__all__ = ["as_uint8_boards", "class_index", "neighbour_counts", "simulate", "step"]
 
 _INT_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
@@ -71,9 +79,10 @@ def as_uint8_boards(
 def _neighbourhood_of(neighbourhood: str | Rule) -> str:
     if isinstance(neighbourhood, Rule):
         return neighbourhood.neighbourhood
-    if neighbourhood not in ("moore", "von_neumann"):
+    if neighbourhood not in NEIGHBOURHOODS:
         raise ValueError(
-            f"neighbourhood must be 'moore', 'von_neumann' or a Rule, got {neighbourhood!r}"
+            f"neighbourhood must be one of {sorted(NEIGHBOURHOODS)} or a Rule, "
+            f"got {neighbourhood!r}"
         )
     return neighbourhood
 
@@ -93,11 +102,23 @@ def _sum_incl_self(x: torch.Tensor, neighbourhood: str) -> torch.Tensor:
     return v
 
 
+def _class_index(x: torch.Tensor, neighbourhood: str) -> torch.Tensor:
+    """``k = x·(m+1) + n`` as uint8 on validated boards (``n + x`` plus ``m·x``)."""
+    k = _sum_incl_self(x, neighbourhood)
+    return k.add_(x, alpha=NEIGHBOURHOODS[neighbourhood].max_count)
+
+
+@lru_cache(maxsize=256)
+def _table(table: int, device: torch.device) -> torch.Tensor:
+    return Rule.from_table(table).lookup().to(device)
+
+
 def _step_u8(x: torch.Tensor, rule: Rule) -> torch.Tensor:
-    """One step on validated uint8 boards; returns an int32 tensor of 0/1."""
-    k = _sum_incl_self(x, rule.neighbourhood)
-    k.add_(x, alpha=rule.max_count)  # k = x·(m+1) + n
-    return torch.bitwise_right_shift(rule.table_bits, k.to(torch.int32)).bitwise_and_(1)
+    """One step on validated uint8 boards; returns an integer tensor of 0/1."""
+    if rule.is_outer_totalistic:
+        k = _class_index(x, rule.neighbourhood)
+        return torch.bitwise_right_shift(rule.table_bits, k.to(torch.int32)).bitwise_and_(1)
+    return _table(rule.table, x.device)[pattern_index(x)]  # x' = table[pattern index]
 
 
 def _restore(y: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -112,6 +133,15 @@ def neighbour_counts(boards: torch.Tensor, neighbourhood: str | Rule = "moore") 
     hood = _neighbourhood_of(neighbourhood)
     x = as_uint8_boards(boards)
     return _sum_incl_self(x, hood).sub_(x)
+
+
+def class_index(boards: torch.Tensor, neighbourhood: str | Rule = "moore") -> torch.Tensor:
+    """The (state, live-neighbour count) class of every cell, ``k = s·(m+1) + n``, as uint8.
+
+    ``m`` is the neighbourhood's maximum count (8 Moore, 4 von Neumann); ``k`` is also the class
+    id of the outer-totalistic families (:mod:`gzoo.ca.families`).
+    """
+    return _class_index(as_uint8_boards(boards), _neighbourhood_of(neighbourhood))
 
 
 def step(boards: torch.Tensor, rule: Rule | str) -> torch.Tensor:
