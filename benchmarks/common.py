@@ -30,6 +30,8 @@ from typing import Any
 
 import torch
 
+from gzoo._system import cpu_model
+
 __all__ = [
     "DEFAULT_OUT",
     "REPO",
@@ -55,17 +57,6 @@ DEFAULT_OUT = REPO / "benchmarks" / "out"
 
 
 # ---------------------------------------------------------------------- machine
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _version(dist: str) -> str | None:
     try:
         return metadata.version(dist)
@@ -110,7 +101,7 @@ def machine_info(device: str | Sequence[str] = "cpu") -> dict[str, Any]:
         "time_utc": datetime.now(UTC).isoformat(timespec="seconds"),
         "platform": platform.platform(),
         "python": sys.version.split()[0],
-        "cpu_model": _cpu_model(),
+        "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "cpu_affinity": affinity,
         "torch_threads": torch.get_num_threads(),

@@ -16,9 +16,13 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from .base import (
+    MAX_DEPTH,
+    MAX_PARAMS,
     CAModel,
     ZooModel,
+    activation_bytes_per_cell,
     boards_to_onehot,
+    check_param_budget,
     eval_mode,
     model_device_dtype,
     predict_logits,
@@ -30,6 +34,8 @@ from .gcnn import BACKENDS, GCNN
 __all__ = [
     "BACKENDS",
     "GCNN",
+    "MAX_DEPTH",
+    "MAX_PARAMS",
     "MODELS",
     "PRESETS",
     "CAModel",
@@ -39,9 +45,11 @@ __all__ = [
     "SimpleCNNSmall",
     "SimpleCNNTiny",
     "ZooModel",
+    "activation_bytes_per_cell",
     "boards_to_onehot",
     "build_model",
     "check_model_arguments",
+    "check_param_budget",
     "eval_mode",
     "model_device_dtype",
     "predict_logits",

@@ -33,14 +33,36 @@ if TYPE_CHECKING:
     from gzoo.checkpoint import CheckpointInfo
 
 __all__ = [
+    "MAX_DEPTH",
+    "MAX_PARAMS",
     "CAModel",
     "ZooModel",
+    "activation_bytes_per_cell",
     "boards_to_onehot",
+    "check_param_budget",
     "eval_mode",
     "model_device_dtype",
     "predict_logits",
     "predict_next",
 ]
+
+
+#: The most trainable scalars a gzoo model may have (40 MB of float32): the zoo's models have a
+#: few hundred. Constructors check it *before* allocating, from the arguments alone, so a
+#: checkpoint config asking for ``width: 1000000`` fails at once instead of allocating terabytes.
+MAX_PARAMS = 10_000_000
+#: The most hidden layers (``depth``) a gzoo model may have (the zoo's have 0 to 2).
+MAX_DEPTH = 64
+
+
+def check_param_budget(model: str, kwargs: dict[str, Any], n_params: int) -> None:
+    """``ValueError`` if a model of ``n_params`` parameters (counted from its arguments,
+    before anything is allocated) exceeds :data:`MAX_PARAMS`."""
+    if n_params > MAX_PARAMS:
+        shown = n_params if n_params < 10**15 else f"about 1e{len(str(n_params)) - 1}"
+        raise ValueError(f"{model}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())}) would "
+                         f"have {shown} parameters; gzoo models have at most {MAX_PARAMS:,} "
+                         "(gzoo.models.MAX_PARAMS)")
 
 
 def boards_to_onehot(boards: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
@@ -108,6 +130,29 @@ def predict_next(model: nn.Module, boards: Tensor, *, batch_size: int | None = N
     """Predicted next state ``argmax_c logits`` as uint8, same shape as ``boards``, on the
     model's device (module docstring)."""
     return _predict(model, as_uint8_boards(boards), batch_size, _argmax)
+
+
+def activation_bytes_per_cell(model: nn.Module, side: int = 32) -> float:
+    """Memory of one forward pass per board cell, in bytes: the one-hot input plus the output of
+    every leaf module, measured with forward hooks on one ``side×side`` board. An upper bound
+    of the peak (PyTorch frees most activations along the way); memory estimates of long runs
+    on large boards use it before they start."""
+    total = 0
+
+    def hook(module: nn.Module, inputs: object, output: object) -> None:
+        nonlocal total
+        if isinstance(output, Tensor):
+            total += output.numel() * output.element_size()
+
+    leaves = [m for m in model.modules() if not any(True for _ in m.children())]
+    handles = [m.register_forward_hook(hook) for m in leaves]
+    try:
+        predict_logits(model, torch.zeros(side, side, dtype=torch.uint8))
+    finally:
+        for h in handles:
+            h.remove()
+    _, dtype = model_device_dtype(model)
+    return total / (side * side) + 2 * dtype.itemsize  # + the one-hot input [1, 2, H, W]
 
 
 def _argmax(logits: Tensor) -> Tensor:

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from gzoo._checks import check_int
 
-from .base import CAModel
+from .base import MAX_DEPTH, CAModel, check_param_budget
 
 __all__ = ["MultiScale", "SimpleCNN", "SimpleCNNSmall", "SimpleCNNTiny"]
 
@@ -30,11 +30,15 @@ class SimpleCNN(CAModel):
     def __init__(self, width: int = 4, depth: int = 0, kernel_size: int = 5) -> None:
         super().__init__()
         width = check_int("width", width)
-        depth = check_int("depth", depth, minimum=0)
+        depth = check_int("depth", depth, minimum=0, maximum=MAX_DEPTH)
         k = check_int("kernel_size", kernel_size)
         if k % 2 == 0:
             raise ValueError(f"kernel_size must be odd (centred on the cell), got {k}")
         self._kwargs = {"width": width, "depth": depth, "kernel_size": k}
+        # first conv 2·w·k² + w, each 1×1 conv w² + w, readout 2·w + 2
+        check_param_budget(type(self).__name__, self._kwargs,
+                           2 * width * k * k + width + depth * (width * width + width)
+                           + 2 * width + 2)
         self.receptive_field = k
         layers: list[nn.Module] = [
             nn.Conv2d(2, width, k, padding=k // 2, padding_mode="circular"), nn.ReLU()

@@ -32,7 +32,7 @@ from gzoo._checks import check_int
 from gzoo.groups import GROUPS
 from gzoo.layers import GroupPool, P4Conv, P4LiftConv, P4MConv, P4MLiftConv, P8Conv, P8LiftConv
 
-from .base import CAModel
+from .base import MAX_DEPTH, CAModel, check_param_budget
 
 __all__ = ["BACKENDS", "GCNN"]
 
@@ -82,7 +82,7 @@ class GCNN(CAModel):
         if group not in _LAYERS:
             raise ValueError(f"unknown group {group!r}; expected one of {sorted(_LAYERS)}")
         width = check_int("width", width)  # fields per layer
-        depth = check_int("depth", depth, minimum=0)
+        depth = check_int("depth", depth, minimum=0, maximum=MAX_DEPTH)
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if pool not in ("max", "mean"):
@@ -90,8 +90,13 @@ class GCNN(CAModel):
         self._kwargs = {
             "group": group, "width": width, "depth": depth, "backend": backend, "pool": pool
         }
+        order = GROUPS[group].order
+        # lift 19·w, each 1×1 group conv w²·|G| + w, readout 2·w + 2 (module docstring; the
+        # e2cnn backend's band-limited bases have at most as many)
+        check_param_budget("GCNN", self._kwargs,
+                           19 * width + depth * (width * width * order + width) + 2 * width + 2)
         self.group = group
-        self.group_order = GROUPS[group].order
+        self.group_order = order
         self.backend = backend
         lift_cls, conv_cls = _LAYERS[group] if backend == "gzoo" else _e2cnn_layers(group)
         self.lift = lift_cls(2, width, 3, padding=1, padding_mode="circular")
