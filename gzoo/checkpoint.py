@@ -5,9 +5,9 @@ A checkpoint is a folder holding
 * ``model.safetensors`` — the state dict, nothing else (safetensors metadata ``format: pt``);
 * ``config.json`` — ``{"format": "gzoo-checkpoint", "format_version": 1, "gzoo_version",
   "task", "rule", "model": {"class", "kwargs"}, "group", "n_params", "train", "metrics",
-  "weights_sha256"}``, enough to rebuild the model and to check the weights file (``task`` is
-  optional and defaults to ``"cellular-automaton"``, the only task so far; ``rule`` is required
-  for that task);
+  "files", "weights_sha256"}``, enough to rebuild the model and to check the weights file
+  (``task`` is optional and defaults to ``"cellular-automaton"``, the only task so far; ``rule``
+  is required for that task; ``files`` lists the folder's files, optional);
 * ``README.md`` — a model card generated from the config;
 
 and possibly extra files a training run adds (``metrics.jsonl``, ``training_curve.png``).
@@ -17,9 +17,10 @@ module's weights as one read-only record, ``model.checkpoint`` (a :class:`Checkp
 ``path``, ``task``, ``rule``, and the parsed ``config``).
 
 Saving writes everything into a temporary sibling folder and renames it into place, so a crash
-leaves no half-written checkpoint, and it never replaces an existing folder unless asked
-(``overwrite=True``). Every loading failure raises :class:`CheckpointError` naming the path and
-the reason.
+leaves no half-written checkpoint; it holds a lock on the folder while it writes, never replaces
+an existing folder unless asked (``overwrite=True``), and even then replaces only a folder that
+is a gzoo checkpoint (:func:`check_output`). Every failure to save or load raises
+:class:`CheckpointError` naming the path and the reason.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,12 +50,16 @@ __all__ = [
     "README_FILE",
     "TASKS",
     "TASK_CA",
+    "TRAINING_FILES",
     "WEIGHTS_FILE",
     "CheckpointError",
     "CheckpointInfo",
+    "check_output",
     "load_checkpoint",
     "load_pretrained",
     "model_card",
+    "non_finite",
+    "output_lock",
     "read_config",
     "resolve_checkpoint",
     "save_checkpoint",
@@ -70,6 +76,10 @@ README_FILE = "README.md"
 TASK_CA = "cellular-automaton"
 #: Every task this gzoo reads (``config.json``'s ``"task"``).
 TASKS = (TASK_CA,)
+#: Files a training run adds to a checkpoint folder (:func:`gzoo.train.train`).
+TRAINING_FILES = ("metrics.jsonl", "training_curve.png")
+#: The largest ``config.json`` gzoo reads (bytes); the zoo's are a few kB.
+MAX_CONFIG_BYTES = 4 << 20
 
 
 class CheckpointError(Exception):
@@ -149,8 +159,24 @@ def _fmt_pct(x: object) -> str:
     return f"{100 * float(x):.2f} %" if isinstance(x, int | float) else "—"
 
 
-def model_card(config: Mapping[str, Any], name: str | None = None) -> str:
-    """The ``README.md`` of a checkpoint, generated from its ``config.json``."""
+def _snippet_source(title: str, folder: str | os.PathLike[str] | None) -> tuple[str, str]:
+    """What the card's snippet loads, and a comment: the zoo name of an installed zoo entry
+    (it runs anywhere), else the folder's absolute path (it runs from any working directory
+    while the folder stays where it was saved)."""
+    from gzoo import zoo
+
+    if folder is None:
+        return title, "zoo name, or the path of this folder"
+    path = Path(folder).resolve()
+    if path.parent == zoo.ZOO_DIR:
+        return path.name, "zoo name (installed with gzoo)"
+    return str(path), "this folder (where it was saved; give its new path if moved)"
+
+
+def model_card(config: Mapping[str, Any], name: str | None = None, *,
+               folder: str | os.PathLike[str] | None = None) -> str:
+    """The ``README.md`` of a checkpoint, generated from its ``config.json``. ``folder``, the
+    checkpoint's folder, makes the snippet load it from any working directory."""
     rule = Rule.parse(config["rule"])
     common = f" ({rule.name})" if rule.name else ""
     hood = "Moore" if rule.neighbourhood == "moore" else "von Neumann"
@@ -163,10 +189,13 @@ def model_card(config: Mapping[str, Any], name: str | None = None) -> str:
 
     if "exact" in metrics:
         method = metrics.get("method", "exhaustive")
-        how = ("exhaustive check of all 512 3×3 neighbourhoods: exact on every board of every "
-               "size" if method == "exhaustive"
-               else f"checked in {metrics.get('n_contexts', '?')} random contexts per pattern")
-        verdict = "**yes**" if metrics["exact"] else "**no**"
+        if method == "exhaustive":
+            how = "exhaustive check of all 512 3×3 neighbourhoods"
+            if metrics["exact"] is True:
+                how += ": exact on every board of every size"
+        else:
+            how = f"checked in {metrics.get('n_contexts', '?')} random contexts per pattern"
+        verdict = "**yes**" if metrics["exact"] is True else "**no**"
         exact = f"{verdict} — {metrics.get('n_wrong', '?')}/512 neighbourhoods wrong ({how})"
     else:
         exact = "not checked"
@@ -186,18 +215,22 @@ def model_card(config: Mapping[str, Any], name: str | None = None) -> str:
         total = metrics.get("total_steps")
         if total is not None and total != metrics.get("steps_run"):
             steps += f" ({total} over all attempts)"
+        used = metrics.get("restarts_used", 0)
+        attempt = f"attempt {used + 1 if isinstance(used, int) else '?'}"
+        if isinstance(metrics.get("attempts_run"), int):
+            attempt += f" of {metrics['attempts_run']}"
         rows.append(("training", (
             f"{steps} in {float(metrics['seconds']):.1f} s "
-            f"(seed {train.get('seed_used', train.get('seed', '?'))}, "
-            f"{metrics.get('restarts_used', 0)} restarts, device {train.get('device', '?')}, "
-            f"world size {metrics.get('world_size', 1)})")))
+            f"(seed {train.get('seed_used', train.get('seed', '?'))}, {attempt}, "
+            f"device {train.get('device', '?')}, world size {metrics.get('world_size', 1)})")))
     rows.append(("gzoo", str(config.get("gzoo_version", "?"))))
 
+    source, comment = _snippet_source(title, folder)
     lines = [f"# {title} — {rule}{common}, {group or model['class']}", ""]
     lines += ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows] + [""]
     lines += [
         "## Use", "", "```python", "import torch", "", "import gzoo", "",
-        f'model = gzoo.load_pretrained("{title}")  # zoo name, or the path of this folder',
+        f"model = gzoo.load_pretrained({source!r})  # {comment}",
         f"rule = model.checkpoint.rule  # {rule}",
         "boards = torch.rand(8, 64, 64) < 0.3  # bool/uint8 [B, H, W] or [H, W]",
         "next_boards = model.step(boards)",
@@ -206,13 +239,227 @@ def model_card(config: Mapping[str, Any], name: str | None = None) -> str:
     if train.get("command"):
         lines += ["## Reproduce", "", "```bash", str(train["command"]), "```", ""]
         threads = train.get("torch_threads")
-        plural = "s" if threads != 1 else ""
-        used = f" (trained with {threads} torch thread{plural})." if threads else "."
-        lines += [
-            "Bit-for-bit deterministic in a single CPU process for a given seed and thread count"
-            + used, ""]
+        cpu = train.get("cpu")
+        where = f" ({cpu})" if cpu else ""
+        if threads:
+            plural = "s" if threads != 1 else ""
+            lines += [
+                f"Trained with {threads} torch thread{plural} (`--threads {threads}`). The same "
+                f"weights, bit for bit, need a single CPU process with that thread count on "
+                f"the same CPU model{where}; elsewhere the floating-point sums round "
+                "differently, and what carries over is exactness and the rollouts.", ""]
     lines += [f"Weights: `{WEIGHTS_FILE}`, sha256 `{config.get('weights_sha256', '?')}`.", ""]
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- output folders
+def _fail(path: str | os.PathLike[str], error: OSError, doing: str) -> CheckpointError:
+    """One :class:`CheckpointError` for an ``OSError`` (permission denied, file exists, no such
+    folder, disk full, ...) met while ``doing`` something to ``path``."""
+    where = f" ({error.filename})" if error.filename and os.fspath(error.filename) != os.fspath(
+        path) else ""
+    return CheckpointError(path, f"cannot {doing}: {error.strerror or error}{where}")
+
+
+def _as_path(folder: object, name: str = "folder") -> Path:
+    if not isinstance(folder, str | os.PathLike):
+        raise TypeError(f"{name} must be a path (str or os.PathLike), got "
+                        f"{type(folder).__name__} {folder!r}")
+    text = os.fspath(folder)
+    if not isinstance(text, str) or not text or "\0" in text:
+        raise CheckpointError(str(text), f"{name} must be a non-empty path without NUL bytes")
+    return Path(text)
+
+
+def _listing_problem(folder: Path) -> str | None:
+    """Why ``folder`` (an existing directory) is not a gzoo checkpoint folder that may be
+    replaced; ``None`` if it is one: a ``config.json`` of this format and nothing but the
+    files a checkpoint holds (those its config lists, or the files of a training run)."""
+    config_path = folder / CONFIG_FILE
+    if not config_path.is_file() or config_path.is_symlink():
+        return f"it has no {CONFIG_FILE}"
+    if config_path.stat().st_size > MAX_CONFIG_BYTES:
+        return f"its {CONFIG_FILE} is larger than any gzoo config"
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (ValueError, RecursionError, UnicodeDecodeError):
+        return f"its {CONFIG_FILE} is not JSON"
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        return f"its {CONFIG_FILE} is not a gzoo checkpoint config"
+    listed = config.get("files")
+    allowed = {WEIGHTS_FILE, CONFIG_FILE, README_FILE, *TRAINING_FILES}
+    if isinstance(listed, list):
+        allowed |= {n for n in listed if isinstance(n, str)}
+    strangers = sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir()
+                       if p.name not in allowed or p.is_symlink() or not p.is_file())
+    if strangers:
+        shown = ", ".join(strangers[:5]) + (f" and {len(strangers) - 5} more"
+                                             if len(strangers) > 5 else "")
+        return f"it holds {shown}, which a gzoo checkpoint does not"
+    return None
+
+
+def check_output(folder: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+    """Check that a checkpoint can be written to ``folder``, before any work is done.
+
+    Raises :class:`CheckpointError` (naming the folder and the reason) when ``folder`` is the
+    working directory or one of its parents, a symbolic link, a file, an existing folder
+    (unless ``overwrite``), an existing folder that is not a gzoo checkpoint (never replaced,
+    even with ``overwrite``: see :func:`save_checkpoint`), or when the nearest existing parent
+    is not a writable folder. Returns ``folder`` as a :class:`~pathlib.Path`.
+    """
+    path = _as_path(folder)
+    try:
+        resolved = path.resolve()
+        cwd = Path.cwd().resolve()
+        if resolved == cwd or resolved in cwd.parents:
+            raise CheckpointError(path, (
+                "is the working directory or one of its parents; a checkpoint needs a folder "
+                "of its own (e.g. runs/NAME)"))
+        if path.is_symlink():
+            raise CheckpointError(path, "is a symbolic link; name the checkpoint folder itself")
+        if path.exists():
+            if not path.is_dir():
+                raise CheckpointError(path, "exists and is not a folder")
+            if not overwrite:
+                raise CheckpointError(path, (
+                    "already exists; pass overwrite=True (CLI: --overwrite)"))
+            problem = _listing_problem(path)
+            if problem is not None:
+                raise CheckpointError(path, (
+                    f"exists and is not a gzoo checkpoint folder ({problem}); overwrite only "
+                    "replaces a checkpoint folder, so it was left alone"))
+        ancestor = resolved.parent
+        while not ancestor.exists():
+            ancestor = ancestor.parent
+        if not ancestor.is_dir():
+            raise CheckpointError(path, f"cannot create it: {ancestor} is not a folder")
+        if not os.access(ancestor, os.W_OK | os.X_OK):
+            raise CheckpointError(path, f"cannot create it: {ancestor} is not writable")
+    except OSError as e:
+        raise _fail(path, e, "check it") from None
+    except RuntimeError as e:  # a symbolic-link loop in the path
+        raise CheckpointError(path, f"cannot resolve it: {e}") from None
+    return path
+
+
+#: Checkpoint folders (resolved) this process holds the lock of → the lock file's descriptor.
+_HELD: dict[Path, int] = {}
+
+
+def _lock_file(folder: Path) -> Path:
+    return folder.parent / f".{folder.name}.lock"
+
+
+@contextmanager
+def output_lock(folder: str | os.PathLike[str]) -> Iterator[Path]:
+    """Hold the lock on writing checkpoint ``folder`` for the duration of the block.
+
+    The lock is an ``flock`` on ``.<name>.lock`` beside the folder (created, and removed on
+    release; a killed process leaves only this empty file, which the next run reuses). A second
+    process asking for the same folder gets a :class:`CheckpointError` at once; the lock is
+    re-entrant within a process (training holds it while it saves). Parent folders it had to
+    create are removed again if the block leaves no checkpoint in them.
+    """
+    path = _as_path(folder)
+    key = path.resolve()
+    if key in _HELD:
+        yield path
+        return
+    made: list[Path] = []
+    try:
+        parent = key.parent
+        while not parent.exists():
+            made.append(parent)
+            parent = parent.parent
+        for p in reversed(made):
+            p.mkdir()
+            p.chmod(_mode(0o777))
+        lock = _lock_file(key)
+        fd = _acquire(path, lock)
+    except OSError as e:
+        _remove_empty(made)
+        raise _fail(path, e, "lock it") from None
+    except BaseException:
+        _remove_empty(made)
+        raise
+    _HELD[key] = fd
+    try:
+        yield path
+    finally:
+        del _HELD[key]
+        with suppress(OSError):
+            os.unlink(lock)
+        os.close(fd)
+        if not key.exists():
+            _remove_empty(made)
+
+
+def _acquire(path: Path, lock: Path) -> int:
+    """Open and ``flock`` the lock file (checking it is still the one on disk after the lock is
+    taken: a holder that just released it has unlinked it)."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: an exclusively created file is the lock
+        try:
+            return os.open(lock, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            raise CheckpointError(path, (
+                f"another process is writing this checkpoint (lock file {lock}; remove it "
+                "if no gzoo process is running)")) from None
+    for _ in range(5):
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip()
+            os.close(fd)
+            who = f" (process {holder})" if holder.isdigit() else ""
+            raise CheckpointError(path, (
+                f"another process{who} is writing this checkpoint right now (lock {lock}); "
+                "wait for it to finish or choose another folder")) from None
+        try:
+            same = os.stat(lock).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+            return fd
+        os.close(fd)
+    raise CheckpointError(path, f"could not take the lock {lock}; try again")
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove the folders a failed write created (innermost first), if they are empty."""
+    for p in folders:
+        with suppress(OSError):
+            p.rmdir()
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _mode(requested: int) -> int:
+    """The permissions a new file (``0o666``) or folder (``0o777``) gets under the umask."""
+    return requested & ~_umask()
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def non_finite(state: Mapping[str, torch.Tensor]) -> list[str]:
+    """Names of the floating tensors of a state dict holding NaN or ±inf."""
+    return [k for k, v in state.items()
+            if v.is_floating_point() and v.numel() and not bool(torch.isfinite(v).all())]
 
 
 # ---------------------------------------------------------------------------- saving
@@ -228,65 +475,100 @@ def save_checkpoint(
 ) -> Path:
     """Write ``model`` as a checkpoint folder (module docstring); returns the folder.
 
+    Nothing outside ``folder`` is changed: the checkpoint is written to a temporary sibling and
+    renamed into place. With ``overwrite`` an existing ``folder`` is replaced only if it is a
+    gzoo checkpoint folder (:func:`check_output`), and atomically: the old folder is renamed
+    aside, the new one renamed in, and the old one deleted only then (a failure puts it back).
+    Folders get ``0o777`` and files ``0o666``, less the umask. Every failure is a
+    :class:`CheckpointError`, ``OSError`` included; so are weights holding NaN or ±inf.
+
     Args:
         model: a gzoo model (:data:`gzoo.models.MODELS`; a DDP wrapper is unwrapped).
         folder: the checkpoint folder to create.
         rule: the rule the model simulates.
         train_config: the training recipe (a mapping, or an object with ``to_dict()``).
         metrics: results to record (exactness, accuracy, timings, ...).
-        overwrite: replace an existing ``folder``; otherwise that is a :class:`CheckpointError`.
+        overwrite: replace an existing checkpoint ``folder``; otherwise an existing ``folder``
+            is a :class:`CheckpointError`.
         extra_files: ``{name in the folder: source file}`` copied in as well.
     """
-    folder = Path(folder)
+    folder = _as_path(folder)
     model = _unwrap(model)
     if not isinstance(model, ZooModel) or type(model).__name__ not in MODELS:
         raise CheckpointError(folder, (
             f"can only save gzoo models ({', '.join(sorted(MODELS))}), got {type(model).__name__}"
         ))
     rule = Rule.parse(rule)
-    if folder.exists() and not overwrite:
-        raise CheckpointError(folder, "already exists; pass overwrite=True (CLI: --overwrite)")
-    if folder.exists() and not folder.is_dir():
-        raise CheckpointError(folder, "exists and is not a folder")
+    extras = dict(extra_files or {})
+    for name, src in extras.items():
+        if (not isinstance(name, str) or Path(name).name != name or name.startswith(".")
+                or name in (WEIGHTS_FILE, CONFIG_FILE, README_FILE)):
+            raise CheckpointError(folder, f"bad extra file name {name!r}")
+        if not Path(src).is_file():
+            raise CheckpointError(folder, f"extra file {name!r}: no such file {os.fspath(src)}")
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    broken = non_finite(state)
+    if broken:
+        raise CheckpointError(folder, (
+            f"refusing to save weights holding NaN or inf: {', '.join(broken[:5])}"))
     to_dict = getattr(train_config, "to_dict", None)
     if callable(to_dict):  # a TrainConfig
         train_config = to_dict()
+    files = sorted({WEIGHTS_FILE, CONFIG_FILE, README_FILE, *extras})
+    config = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "gzoo_version": __version__,
+        "task": TASK_CA,
+        "rule": str(rule),
+        **model.describe(),
+        "train": _jsonable(dict(train_config)) if train_config is not None else None,
+        "metrics": _jsonable(dict(metrics)) if metrics is not None else None,
+        "files": files,
+    }
+    check_output(folder, overwrite=overwrite)
+    with output_lock(folder):
+        check_output(folder, overwrite=overwrite)  # again, now that no gzoo writer can race us
+        try:
+            _write_folder(folder, state, config, extras)
+        except OSError as e:
+            raise _fail(folder, e, "write the checkpoint") from None
+    return folder
 
+
+def _write_folder(folder: Path, state: dict[str, torch.Tensor], config: dict[str, Any],
+                  extras: Mapping[str, str | os.PathLike[str]]) -> None:
+    """Write the folder's files into a temporary sibling, then rename it into place."""
     from safetensors.torch import save_file
 
-    folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
     try:
-        state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
         save_file(state, tmp / WEIGHTS_FILE, metadata={"format": "pt"})
-        config = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "gzoo_version": __version__,
-            "task": TASK_CA,
-            "rule": str(rule),
-            **model.describe(),
-            "train": _jsonable(dict(train_config)) if train_config is not None else None,
-            "metrics": _jsonable(dict(metrics)) if metrics is not None else None,
-            "weights_sha256": sha256_file(tmp / WEIGHTS_FILE),
-        }
+        config = {**config, "weights_sha256": sha256_file(tmp / WEIGHTS_FILE)}
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-        (tmp / README_FILE).write_text(model_card(config, folder.name), encoding="utf-8")
-        for name, src in (extra_files or {}).items():
-            if Path(name).name != name or name in (WEIGHTS_FILE, CONFIG_FILE, README_FILE):
-                raise CheckpointError(folder, f"bad extra file name {name!r}")
+        (tmp / README_FILE).write_text(model_card(config, folder.name, folder=folder),
+                                       encoding="utf-8")
+        for name, src in extras.items():
             shutil.copyfile(src, tmp / name)
-        if folder.exists():  # overwrite: move the old one aside, then swap
+        for p in tmp.iterdir():
+            p.chmod(_mode(0o666))
+            _fsync(p)
+        tmp.chmod(_mode(0o777))
+        if folder.exists():  # overwrite: move the old one aside, swap, then delete it
             trash = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old-", dir=folder.parent))
             os.replace(folder, trash / folder.name)
-            os.replace(tmp, folder)
+            try:
+                os.replace(tmp, folder)
+            except BaseException:
+                os.replace(trash / folder.name, folder)
+                trash.rmdir()
+                raise
             shutil.rmtree(trash, ignore_errors=True)
         else:
             os.replace(tmp, folder)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    return folder
 
 
 # ---------------------------------------------------------------------------- loading
@@ -304,12 +586,16 @@ def resolve_checkpoint(name_or_path: str | os.PathLike[str]) -> Path:
     """
     from gzoo import zoo
 
-    text = os.fspath(name_or_path)
+    path = _as_path(name_or_path, "name_or_path")
+    text = os.fspath(path)
     if isinstance(name_or_path, str) and text in zoo.available():
         return zoo.path_of(text)
-    path = Path(text)
-    if path.exists():
-        return path.parent if path.is_file() and path.name in (CONFIG_FILE, WEIGHTS_FILE) else path
+    try:
+        if path.exists():
+            return (path.parent if path.is_file() and path.name in (CONFIG_FILE, WEIGHTS_FILE)
+                    else path)
+    except OSError as e:
+        raise _fail(path, e, "read it") from None
     looks_like_name = isinstance(name_or_path, str) and os.sep not in text and "/" not in text
     if looks_like_name:
         names = ", ".join(zoo.available()) or "none installed"
@@ -320,39 +606,71 @@ def resolve_checkpoint(name_or_path: str | os.PathLike[str]) -> Path:
     raise CheckpointError(path, "no such checkpoint folder")
 
 
-def read_config(folder: str | os.PathLike[str]) -> dict[str, Any]:
-    """Parse and check a checkpoint's ``config.json`` (format, version, required keys)."""
-    path = Path(folder) / CONFIG_FILE
-    if not Path(folder).is_dir():
-        raise CheckpointError(folder, "not a folder (a checkpoint is a folder)")
-    if not path.is_file():
-        raise CheckpointError(path, "missing file (not a gzoo checkpoint folder?)")
+def _short(value: Any, limit: int = 80) -> str:
+    """``repr(value)``, cut to ``limit`` characters (config values quoted in messages)."""
     try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        text = repr(value)
+    except ValueError:  # an int too long to print
+        return f"<{type(value).__name__} too large to print>"
+    return text if len(text) <= limit else text[:limit - 5] + " ...]"
+
+
+def read_config(folder: str | os.PathLike[str]) -> dict[str, Any]:
+    """Parse and check a checkpoint's ``config.json`` (format, version, required keys and their
+    types; at most :data:`MAX_CONFIG_BYTES`)."""
+    folder = _as_path(folder)
+    path = folder / CONFIG_FILE
+    try:
+        if not folder.is_dir():
+            raise CheckpointError(folder, "not a folder (a checkpoint is a folder)")
+        if not path.is_file():
+            raise CheckpointError(path, "missing file (not a gzoo checkpoint folder?)")
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise CheckpointError(path, (
+                f"{size:,} bytes: too large for a gzoo config (at most {MAX_CONFIG_BYTES:,})"))
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise _fail(path, e, "read it") from None
+    except UnicodeDecodeError as e:
+        raise CheckpointError(path, f"bad JSON: not UTF-8 text ({e.reason})") from None
+    try:
+        config = json.loads(text)
+    except RecursionError:
+        raise CheckpointError(path, "bad JSON: nested too deeply") from None
+    except ValueError as e:  # JSONDecodeError, or an integer too long to convert
         raise CheckpointError(path, f"bad JSON: {e}") from None
     if not isinstance(config, dict):
         raise CheckpointError(path, "bad config: expected a JSON object")
     if config.get("format") != FORMAT:
         raise CheckpointError(path, (
-            f"not a gzoo checkpoint config (format {config.get('format')!r}, "
+            f"not a gzoo checkpoint config (format {_short(config.get('format'))}, "
             f"expected {FORMAT!r})"
         ))
     version = config.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
+    if (isinstance(version, bool) or not isinstance(version, int) or version > FORMAT_VERSION
+            or version < 1):
         raise CheckpointError(path, (
-            f"unsupported format_version {version!r} (this gzoo reads up to {FORMAT_VERSION})"
+            f"unsupported format_version {_short(version)} "
+            f"(this gzoo reads up to {FORMAT_VERSION})"
         ))
     model = config.get("model")
     if (not isinstance(model, dict) or not isinstance(model.get("class"), str)
             or not isinstance(model.get("kwargs", {}), dict)):
         raise CheckpointError(path, 'bad config: "model" must be {"class": str, "kwargs": {...}}')
     task = _task(config)
-    if task not in TASKS:
-        raise CheckpointError(path, f"unknown task {task!r}; this gzoo reads {list(TASKS)}")
+    if not isinstance(task, str) or task not in TASKS:
+        raise CheckpointError(path, f"unknown task {_short(task)}; this gzoo reads {list(TASKS)}")
     for key in ("rule", "weights_sha256") if task == TASK_CA else ("weights_sha256",):
         if not isinstance(config.get(key), str):
             raise CheckpointError(path, f"bad config: missing or non-string {key!r}")
+    for key, types, want in (("metrics", (dict,), "an object"), ("train", (dict,), "an object"),
+                             ("group", (str,), "a string"), ("n_params", (int,), "an int"),
+                             ("files", (list,), "a list")):
+        value = config.get(key)
+        if value is not None and (not isinstance(value, types) or isinstance(value, bool)):
+            raise CheckpointError(path, f"bad config: {key!r} must be {want} or null, "
+                                        f"got {_short(value)}")
     return config
 
 
@@ -362,15 +680,24 @@ def load_checkpoint(
     """Load a checkpoint folder: the model in eval mode, its :class:`CheckpointInfo` as
     ``model.checkpoint``.
 
-    Checks, each a :class:`CheckpointError`: the config (see :func:`read_config`), the rule,
-    the model class (one of :data:`gzoo.models.MODELS`, a cellular-automaton model for that
-    task) and its arguments, the weights file's sha256 against the config, that the weights
-    fit the model (names and shapes), and that the recorded group and size are the model's.
+    Checks, each a :class:`CheckpointError` naming the file: the device (it must exist here),
+    the config (see :func:`read_config`), the rule, the model class (one of
+    :data:`gzoo.models.MODELS`, a cellular-automaton model for that task) and its arguments
+    (within :data:`gzoo.models.MAX_PARAMS` and :data:`gzoo.models.MAX_DEPTH`, checked before
+    anything is allocated), the weights file's sha256 against the config, that the weights fit
+    the model (names, shapes, and dtypes: floating weights stay in the file's floating dtype,
+    nothing else is cast), that they are finite, and that the recorded group and size are the
+    model's.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from gzoo._checks import check_device
 
-    folder = Path(folder)
+    folder = _as_path(folder)
+    dev = None
+    if device is not None:
+        try:
+            dev = check_device(device)
+        except (TypeError, ValueError) as e:
+            raise CheckpointError(folder, f"cannot load onto this device: {e}") from None
     config = read_config(folder)
     cfg_path = folder / CONFIG_FILE
     rule = None
@@ -383,7 +710,7 @@ def load_checkpoint(
     cls = MODELS.get(cls_name)
     if cls is None:
         raise CheckpointError(cfg_path, (
-            f"unknown model class {cls_name!r}; this gzoo knows {', '.join(sorted(MODELS))}"
+            f"unknown model class {_short(cls_name)}; this gzoo knows {', '.join(sorted(MODELS))}"
         ))
     if _task(config) == TASK_CA and not issubclass(cls, CAModel):
         raise CheckpointError(cfg_path, (
@@ -391,31 +718,20 @@ def load_checkpoint(
         ))
     kwargs = config["model"].get("kwargs", {})
     try:
-        model = cls(**kwargs)
+        model = cls(**kwargs)  # the constructor bounds the size before it allocates anything
     except (TypeError, ValueError) as e:
-        raise CheckpointError(cfg_path, f"model arguments {kwargs} do not fit {cls_name}: {e}") \
-            from None
+        raise CheckpointError(cfg_path, (
+            f"model arguments {_short(kwargs)} do not fit {cls_name}: {e}")) from None
 
     weights = folder / WEIGHTS_FILE
-    if not weights.is_file():
-        raise CheckpointError(weights, "missing file")
-    digest = sha256_file(weights)
-    if digest != config["weights_sha256"]:
-        raise CheckpointError(weights, (
-            f"sha256 mismatch: file has {digest}, config.json expects {config['weights_sha256']} "
-            "(the weights were changed or corrupted)"
-        ))
-    try:
-        state = load_file(weights)
-    except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(weights, f"unreadable safetensors file: {e}") from None
+    header = _weights_header(weights, config["weights_sha256"])
     expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
+    missing = sorted(set(expected) - set(header))
+    unexpected = sorted(set(header) - set(expected))
     shapes = [
-        f"{k}: file {list(state[k].shape)} vs model {list(expected[k].shape)}"
-        for k in sorted(set(state) & set(expected))
-        if state[k].shape != expected[k].shape
+        f"{k}: file {header[k][1]} vs model {list(expected[k].shape)}"
+        for k in sorted(set(header) & set(expected))
+        if header[k][1] != list(expected[k].shape)
     ]
     if missing or unexpected or shapes:
         parts = []
@@ -426,8 +742,16 @@ def load_checkpoint(
         if shapes:
             parts.append("shape mismatch " + "; ".join(shapes[:5]))
         raise CheckpointError(weights, (
-            f"weights do not fit {cls_name}({kwargs}): " + ", ".join(parts)
+            f"weights do not fit {cls_name}({_short(kwargs)}): " + ", ".join(parts)
         ))
+    floating = _check_dtypes(weights, header, expected)
+    state = _load_weights(weights)
+    broken = non_finite(state)
+    if broken:
+        raise CheckpointError(weights, (
+            f"weights hold NaN or inf (a diverged training?): {', '.join(broken[:5])}"))
+    if floating is not None:
+        model.to(floating)  # the file's precision: nothing is cast
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
@@ -438,15 +762,79 @@ def load_checkpoint(
         built = described[key]
         if key in config and config[key] != built:
             raise CheckpointError(cfg_path, (
-                f"inconsistent config: {key} is {config[key]!r} but {cls_name}({kwargs}) "
-                f"has {key} {built!r}"
+                f"inconsistent config: {key} is {_short(config[key])} but {cls_name}"
+                f"({_short(kwargs)}) has {key} {built!r}"
             ))
-    if device is not None:
-        model.to(device)
+    if dev is not None:
+        model.to(dev)
     model.eval()
     model.checkpoint = CheckpointInfo(
         path=folder, task=_task(config), rule=rule, config_json=json.dumps(config))
     return model
+
+
+_SAFETENSORS_DTYPES = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
+    "U8": torch.uint8, "BOOL": torch.bool,
+}
+
+
+def _weights_header(weights: Path, sha256: str) -> dict[str, tuple[str, list[int]]]:
+    """``{name: (dtype, shape)}`` of a weights file whose sha256 is ``sha256``, read from the
+    safetensors header alone (nothing is loaded before it is known to fit)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        if not weights.is_file():
+            raise CheckpointError(weights, "missing file")
+        digest = sha256_file(weights)
+    except OSError as e:
+        raise _fail(weights, e, "read it") from None
+    if digest != sha256:
+        raise CheckpointError(weights, (
+            f"sha256 mismatch: file has {digest}, config.json expects {_short(sha256)} "
+            "(the weights were changed or corrupted)"
+        ))
+    try:
+        with safe_open(weights, framework="pt") as f:
+            return {k: (f.get_slice(k).get_dtype(), list(f.get_slice(k).get_shape()))
+                    for k in f.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(weights, f"unreadable safetensors file: {e}") from None
+
+
+def _load_weights(weights: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(weights)
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(weights, f"unreadable safetensors file: {e}") from None
+
+
+def _check_dtypes(weights: Path, header: Mapping[str, tuple[str, list[int]]],
+                  expected: Mapping[str, torch.Tensor]) -> torch.dtype | None:
+    """The floating dtype of the file's floating tensors (one for all of them), after checking
+    that each tensor is floating exactly where the model's is and that the others have the
+    model's dtype: bool or integer weights are refused, never cast."""
+    wrong = []
+    floats = set()
+    for k, want in expected.items():
+        got = _SAFETENSORS_DTYPES.get(header[k][0])
+        if got is not None and got.is_floating_point:
+            floats.add(got)
+        if got is None or want.is_floating_point() != got.is_floating_point or (
+                not want.is_floating_point() and got != want.dtype):
+            kind = "a floating dtype" if want.is_floating_point() else str(want.dtype)
+            wrong.append(f"{k} is {header[k][0]}, expected {kind}")
+    if wrong:
+        raise CheckpointError(weights, (
+            f"weights of the wrong dtype (gzoo does not cast them): {'; '.join(wrong[:5])}"))
+    if len(floats) > 1:
+        raise CheckpointError(weights, f"floating weights mix dtypes {sorted(map(str, floats))}")
+    return floats.pop() if floats else None
 
 
 def load_pretrained(
