@@ -12,8 +12,12 @@ GCNNs sometimes settle in a Life-like minimum that never learns, e.g., birth on 
 gets out of it). The best attempt is kept.
 
 Determinism: for a given config the data, the initial weights and the batch order depend only on
-the seeds, so a single-process CPU run is reproducible bit for bit with the same number of torch
-threads (intra-op parallelism changes the order of floating-point sums).
+the seeds, so a single-process CPU run is reproducible bit for bit on the same CPU model with the
+same number of torch threads (``threads``; intra-op parallelism and the CPU's vector units change
+the order and rounding of floating-point sums). Elsewhere what carries over is exactness.
+
+Divergence: a loss that is NaN or ±inf (a learning rate or L1 weight far too large) stops the run
+at once with a ``FloatingPointError`` naming the step; nothing is saved.
 
 Distributed: under ``torchrun`` (``WORLD_SIZE > 1``) the process group is initialised (``gloo``
 on CPU, ``nccl`` on CUDA), the model is wrapped in
@@ -22,20 +26,25 @@ keeps its shard ``batch[rank::world_size]`` (so the global batch is the same for
 size), rank 0 makes the exactness decision and broadcasts it so that all ranks stop together,
 and only rank 0 writes files.
 
-Files (rank 0, when ``out`` is given): ``metrics.jsonl`` (one JSON record per step) grows in
-``<out>.partial/`` while training; at the end the checkpoint folder ``out`` is written (see
-:mod:`gzoo.checkpoint`) with ``metrics.jsonl`` and ``training_curve.png`` beside the weights, and
-the ``.partial`` folder is removed.
+Files (rank 0, when ``out`` is given): every check on ``out`` runs before any work
+(:func:`gzoo.checkpoint.check_output`: an existing folder is replaced only with ``overwrite``,
+and only if it is a gzoo checkpoint), and rank 0 holds the lock on ``out`` for the whole run
+(:func:`gzoo.checkpoint.output_lock`), so a second training into the same folder is refused at
+once. ``metrics.jsonl`` (one JSON record per step) grows in a hidden staging folder
+``.<out>.partial-*`` beside ``out``; at the end the checkpoint folder ``out`` is written (see
+:mod:`gzoo.checkpoint`) with ``metrics.jsonl`` and ``training_curve.png`` beside the weights.
+The staging folder is removed however the run ends.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shlex
 import shutil
-import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -47,9 +56,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gzoo._checks import check_int
+from gzoo._checks import check_device, check_float, check_int
+from gzoo._progress import Progress
+from gzoo._system import cpu_model
 from gzoo.ca import Rule, make_dataset
-from gzoo.checkpoint import CheckpointError, save_checkpoint
+from gzoo.checkpoint import CheckpointError, check_output, output_lock, save_checkpoint
 from gzoo.models import (
     BACKENDS,
     PRESETS,
@@ -93,6 +104,9 @@ def cli_flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+#: The largest seed (``torch.Generator.manual_seed`` takes 64 bits).
+MAX_SEED = 2**64 - 1
+
 #: Model arguments that ``gzoo train`` sets: name → (type, help, choices). Their defaults are
 #: the model's own (see :mod:`gzoo.models`).
 MODEL_OPTIONS: dict[str, tuple[type, str, tuple[str, ...] | None]] = {
@@ -121,7 +135,8 @@ class TrainConfig:
     ``data_seed`` (``None``: the same as ``seed``). The held-out set is ``holdout_boards`` soups
     of the same recipe with seed ``data_seed + 1``.
 
-    ``device``: ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"auto"``.
+    ``device``: ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"auto"`` (it must exist when training
+    starts); ``threads``: torch's CPU threads while training (``None``: leave torch's setting).
     """
 
     rule: str = field(default="B36/S23", metadata=_option(
@@ -150,6 +165,9 @@ class TrainConfig:
     holdout_boards: int = 64
     device: str = field(default="cpu", metadata=_option(
         "cpu, cuda, cuda:N or auto", always=True))
+    threads: int | None = field(default=None, metadata=_option(
+        "torch CPU threads (default: torch's choice); the same weights bit for bit need the "
+        "same count on the same CPU model"))
 
     def __post_init__(self) -> None:
         self.rule = str(Rule.parse(self.rule))
@@ -157,18 +175,36 @@ class TrainConfig:
         cls, _ = check_model_arguments(self.model, self.model_kwargs)  # fails before any work
         if not issubclass(cls, CAModel):
             raise ValueError(f"model {self.model!r} is not a cellular-automaton model")
-        self.density = (float(self.density[0]), float(self.density[1]))
+        if not isinstance(self.density, tuple | list) or len(self.density) != 2:
+            raise ValueError(f"density must be a pair (lo, hi), got {self.density!r}")
+        self.density = (check_float("density[0]", self.density[0], 0.0, 1.0),
+                        check_float("density[1]", self.density[1], 0.0, 1.0))
         for name in ("steps", "batch_size", "check_every", "n_boards", "board_size",
                      "pairs_per_board", "holdout_boards"):
             check_int(name, getattr(self, name))
-        for name in ("seed", "restarts", "burn_in"):
-            check_int(name, getattr(self, name), minimum=0)
+        check_int("burn_in", self.burn_in, minimum=0)
+        check_int("restarts", self.restarts, minimum=0, maximum=10**6)
+        # attempt a draws with seed + 1000·a, the held-out data with data seed + 1: all ≤ 2⁶⁴ − 1
+        check_int("seed", self.seed, minimum=0, maximum=MAX_SEED - max(1000 * self.restarts, 1))
         if self.data_seed is not None:
-            check_int("data_seed", self.data_seed, minimum=0)
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr!r}")
-        if not self.l1 >= 0:
-            raise ValueError(f"l1 must be ≥ 0, got {self.l1!r}")
+            check_int("data_seed", self.data_seed, minimum=0, maximum=MAX_SEED - 1)
+        if self.threads is not None:
+            check_int("threads", self.threads)
+        check_float("lr", self.lr, 0.0, open_min=True)
+        check_float("l1", self.l1, 0.0)
+        check_float("noise", self.noise, 0.0, 1.0)
+        lo, hi = self.density
+        if lo > hi:
+            raise ValueError(f"density must be (lo, hi) with lo ≤ hi, got {self.density!r}")
+        if not isinstance(self.device, str):
+            raise TypeError(f"device must be a string, got {type(self.device).__name__} "
+                            f"{self.device!r}")
+        if self.device != "auto":
+            try:
+                torch.device(self.device)
+            except (RuntimeError, ValueError):
+                raise ValueError(f"device must be cpu, cuda, cuda:N or auto, got "
+                                 f"{self.device!r}") from None
 
     @classmethod
     def cli_fields(cls) -> list[Field[Any]]:
@@ -193,10 +229,12 @@ class TrainConfig:
             kw["density"] = tuple(kw["density"])
         return cls(**kw)
 
-    def command(self, out: str = "DIR", *, seed: int | None = None) -> str:
+    def command(self, out: str = "DIR", *, seed: int | None = None,
+                threads: int | None = None) -> str:
         """The ``gzoo train`` command line for this recipe (with ``seed`` and no restarts when a
-        seed is given: that reruns exactly the attempt that used it). Options at their default
-        are left out unless their field says ``always``."""
+        seed is given: that reruns exactly the attempt that used it; with ``--threads threads``
+        when given). Options at their default are left out unless their field says
+        ``always``."""
         cls, fixed = resolve_model(self.model)
         preset = preset_of(cls, fixed | self.model_kwargs)
         model, rest = preset if preset is not None else (self.model, dict(self.model_kwargs))
@@ -206,6 +244,7 @@ class TrainConfig:
             "model": model, "seed": run_seed,
             "restarts": self.restarts if seed is None else 0,
             "data_seed": None if data_seed == run_seed else data_seed,
+            "threads": self.threads if threads is None else threads,
         }
         args = ["gzoo", "train"]
         for f in self.cli_fields():
@@ -286,8 +325,9 @@ class TrainResult:
 
     ``steps_run`` counts the steps of the returned attempt, ``total_steps`` those of all
     attempts; ``seconds`` is the wall time of all attempts (data generation and the final
-    evaluation excluded); ``seed_used`` is the seed of the returned attempt and
-    ``restarts_used`` the number of attempts before it.
+    evaluation excluded); ``seed_used`` is the seed of the returned attempt,
+    ``restarts_used`` the number of attempts before it (its index) and ``attempts_run`` the
+    number of attempts made; ``threads`` is torch's CPU thread count while training.
     """
 
     model: CAModel
@@ -300,6 +340,8 @@ class TrainResult:
     seed_used: int
     restarts_used: int
     history: list[StepRecord]
+    attempts_run: int = 1
+    threads: int = 1
     verify: ExactResult | None = None
     rollout: RolloutResult | None = None
     checkpoint: Path | None = None
@@ -312,9 +354,10 @@ class TrainResult:
         return cfg.to_dict() | {
             "seed_used": self.seed_used,
             "data_seed_used": cfg.effective_data_seed,
-            "command": cfg.command(str(out), seed=self.seed_used),
+            "command": cfg.command(str(out), seed=self.seed_used, threads=self.threads),
             "torch_version": torch.__version__,
-            "torch_threads": torch.get_num_threads(),
+            "torch_threads": self.threads,
+            "cpu": cpu_model(),
             "world_size": self.world_size,
         }
 
@@ -328,6 +371,7 @@ class TrainResult:
             "total_steps": self.total_steps,
             "seconds": round(self.seconds, 3),
             "restarts_used": self.restarts_used,
+            "attempts_run": self.attempts_run,
             "world_size": self.world_size,
         }
         if self.verify is not None:
@@ -367,11 +411,7 @@ class _Dist:
         self.dist = dist
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.owned = False
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        dev = torch.device(device)
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"device {device!r} requested but CUDA is not available")
+        dev = check_device(device)  # "auto" → cuda or cpu; one that is not here is refused
         if self.world > 1:
             if not dist.is_available():
                 raise RuntimeError("WORLD_SIZE > 1 but torch.distributed is not available")
@@ -400,6 +440,14 @@ class _Dist:
         self.dist.broadcast(t, src=0)
         return t.tolist()
 
+    def any(self, flag: bool) -> bool:
+        """Whether ``flag`` is true on any rank."""
+        if not self.distributed:
+            return flag
+        t = torch.tensor([float(flag)], device=self.device)
+        self.dist.all_reduce(t, op=self.dist.ReduceOp.MAX)
+        return bool(t.item())
+
     def barrier(self) -> None:
         if self.distributed:
             self.dist.barrier()
@@ -407,46 +455,6 @@ class _Dist:
     def close(self) -> None:
         if self.owned and self.dist.is_initialized():
             self.dist.destroy_process_group()
-
-
-# ---------------------------------------------------------------------------- progress
-class _Progress:
-    """A one-line ``\\r`` progress bar on a terminal (no dependency); silent when disabled."""
-
-    def __init__(self, enabled: bool, stream: TextIO = sys.stderr) -> None:
-        self.enabled = enabled
-        self.stream = stream
-        self.last = 0.0
-        self.width = 0
-
-    def update(self, attempt: int, attempts: int, step: int, steps: int, loss: float,
-               acc: float | None, n_wrong: int | None, force: bool = False) -> None:
-        if not self.enabled:
-            return
-        now = time.monotonic()
-        if not force and now - self.last < 0.1:
-            return
-        self.last = now
-        n = 24
-        filled = int(n * step / steps)
-        bar = "#" * filled + "." * (n - filled)
-        extra = f" acc {100 * acc:.2f}%" if acc is not None else ""
-        extra += f" wrong {n_wrong}/512" if n_wrong is not None else ""
-        line = f"attempt {attempt + 1}/{attempts} [{bar}] {step}/{steps} loss {loss:.4g}{extra}"
-        self.width = max(self.width, len(line))
-        self.stream.write("\r" + line.ljust(self.width))
-        self.stream.flush()
-
-    def close(self) -> None:
-        if self.enabled and self.width:
-            self.stream.write("\n")
-            self.stream.flush()
-
-    def __enter__(self) -> _Progress:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 # ---------------------------------------------------------------------------- training
@@ -477,34 +485,67 @@ def train(
 
     Args:
         cfg: the recipe.
-        out: checkpoint folder to write (rank 0), or ``None`` to write nothing.
-        overwrite: replace an existing ``out``; otherwise an existing ``out`` is a
+        out: checkpoint folder to write (rank 0), or ``None`` to write nothing. Every check on
+            it runs before any work (:func:`gzoo.checkpoint.check_output`), and it stays locked
+            while training runs.
+        overwrite: replace an existing checkpoint ``out``; otherwise an existing ``out`` is a
             :class:`gzoo.checkpoint.CheckpointError` raised before any training.
-        progress: show a progress bar on stderr (default: when stderr is a terminal).
+        progress: ``False`` for silence; otherwise progress on stderr, a bar on a terminal and
+            a line every few seconds without one (see :mod:`gzoo._progress`).
 
-    Returns a :class:`TrainResult`, with the best attempt's model in eval mode.
+    Returns a :class:`TrainResult`, with the best attempt's model in eval mode. A non-finite
+    loss raises ``FloatingPointError`` (nothing is saved).
     """
+    if not isinstance(cfg, TrainConfig):
+        raise TypeError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
     rule = Rule.parse(cfg.rule)
-    out_path = Path(out) if out is not None else None
-    if out_path is not None and out_path.exists() and not overwrite:
-        raise CheckpointError(out_path, "already exists; pass overwrite=True (CLI: --overwrite)")
+    out_path = None if out is None else check_output(out, overwrite=overwrite)
     _build(cfg)  # bad model arguments fail here, before any data is made
+    threads = torch.get_num_threads()
     ctx = _Dist(cfg.device)
     try:
         if cfg.batch_size < ctx.world:
             raise ValueError(
                 f"batch_size {cfg.batch_size} is smaller than the world size {ctx.world}")
-        staging = (out_path.parent / f"{out_path.name}.partial"
-                   if out_path is not None and ctx.rank == 0 else None)
-        run = _Run(cfg, rule, ctx, staging, progress)
-        best = run.attempts()
-        result = run.result(best)
-        if staging is not None and out_path is not None:
-            result.checkpoint = _write_checkpoint(result, cfg, out_path, staging, overwrite)
+        if cfg.threads is not None:
+            torch.set_num_threads(cfg.threads)
+        with ExitStack() as stack:
+            staging = None if out_path is None else _claim(stack, ctx, out_path, overwrite)
+            run = _Run(cfg, rule, ctx, staging, progress)
+            best = run.attempts()
+            result = run.result(best)
+            if staging is not None and out_path is not None:
+                result.checkpoint = _write_checkpoint(result, cfg, out_path, staging, overwrite)
         ctx.barrier()
         return result
     finally:
+        torch.set_num_threads(threads)
         ctx.close()
+
+
+def _claim(stack: ExitStack, ctx: _Dist, out: Path, overwrite: bool) -> Path | None:
+    """Rank 0 locks ``out`` and makes the staging folder beside it (both released by ``stack``);
+    every rank learns whether it could, so that a refusal stops them all at once."""
+    error: BaseException | None = None
+    staging = None
+    if ctx.rank == 0:
+        try:
+            stack.enter_context(output_lock(out))
+            check_output(out, overwrite=overwrite)  # again, now that no gzoo writer can race us
+            try:
+                staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+            except OSError as e:
+                raise CheckpointError(out, (
+                    f"cannot create a staging folder beside it: {e.strerror or e}")) from None
+            stack.callback(shutil.rmtree, staging, ignore_errors=True)
+        except Exception as e:
+            error = e
+    (ok,) = ctx.broadcast([0.0 if error is not None else 1.0])
+    if error is not None:
+        raise error
+    if not ok:
+        raise RuntimeError(f"rank 0 could not claim the checkpoint folder {out}; see its error")
+    return staging
 
 
 class _Run:
@@ -516,16 +557,18 @@ class _Run:
         data_seed = cfg.effective_data_seed
         recipe: dict[str, Any] = {"density": cfg.density, "burn_in": cfg.burn_in,
                                   "noise": cfg.noise}
+        self.main = ctx.rank == 0
+        #: progress on rank 0 only: None/True report (bar or periodic lines), False is silent
+        self.show = progress if self.main else False
         data = make_dataset(rule, cfg.n_boards, cfg.board_size, cfg.pairs_per_board,
-                            seed=data_seed, **recipe)
+                            seed=data_seed, progress=self.show, **recipe)
         held = make_dataset(rule, cfg.holdout_boards, cfg.board_size, cfg.pairs_per_board,
-                            seed=data_seed + 1, **recipe)
+                            seed=data_seed + 1, progress=self.show, **recipe)
         device = ctx.device
         self.train_x, self.train_y = data.x.to(device), data.y.to(device)
         self.held_x, self.held_y = held.x.to(device), held.y.to(device)
-        self.main = ctx.rank == 0
-        self.show = self.main and (sys.stderr.isatty() if progress is None else progress)
         self.history: list[StepRecord] = []
+        self.attempts_run = 0
         self.global_step = 0
         self.seconds = 0.0
 
@@ -537,12 +580,13 @@ class _Run:
         with ExitStack() as stack:
             log: TextIO | None = None
             if self.staging is not None:
-                self.staging.mkdir(parents=True, exist_ok=True)
                 log = stack.enter_context(
                     open(self.staging / "metrics.jsonl", "w", encoding="utf-8"))
-            bar = stack.enter_context(_Progress(self.show))
             for index in range(cfg.restarts + 1):
-                attempt = self._attempt(index, start, log, bar)
+                with Progress(f"attempt {index + 1}/{cfg.restarts + 1}", cfg.steps,
+                              enabled=self.show) as bar:
+                    attempt = self._attempt(index, start, log, bar)
+                self.attempts_run = index + 1
                 if best is None or attempt.rank < best.rank:
                     best = attempt
                 if attempt.exact:
@@ -559,7 +603,7 @@ class _Run:
             idx = idx[ctx.rank::ctx.world].to(ctx.device)
             yield self.train_x[idx], self.train_y[idx]
 
-    def _attempt(self, index: int, start: float, log: TextIO | None, bar: _Progress
+    def _attempt(self, index: int, start: float, log: TextIO | None, bar: Progress
                  ) -> Attempt:
         """One attempt from fresh weights (seed ``seed + 1000·index``), stopping when exact."""
         cfg, ctx = self.cfg, self.ctx
@@ -575,13 +619,20 @@ class _Run:
         opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
         dtype = next(model.parameters()).dtype
         model.train()
-        exact, n_wrong, acc, steps_run = False, None, 0.0, 0
+        exact, n_wrong, acc, steps_run, seen = False, None, 0.0, 0, ""
         batches = self._batches(torch.Generator().manual_seed(seed))
         for t in range(1, cfg.steps + 1):
             x, y = next(batches)
             ce = F.cross_entropy(net(boards_to_onehot(x, dtype)), y.long())
             l1 = l1_penalty(model)
             loss = ce + cfg.l1 * l1  # L = CE + λ Σ|w|
+            value = loss.item()
+            if ctx.any(not math.isfinite(value)):  # every rank stops at the same step
+                raise FloatingPointError(
+                    f"training diverged: the loss is {value} at step {t} of attempt "
+                    f"{index + 1} (seed {seed}; cross-entropy {ce.item()}, L1 term "
+                    f"{l1.item()}); lower --lr (now {cfg.lr:g}) or --l1 (now {cfg.l1:g}). "
+                    "Nothing was saved")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -594,7 +645,7 @@ class _Run:
                 found = {"acc": acc, "n_wrong": n_wrong, "exact": exact}
             rec = StepRecord(
                 restart=index, seed=seed, step=t, global_step=self.global_step,
-                loss=loss.item(), ce=ce.item(), l1=l1.item(),
+                loss=value, ce=ce.item(), l1=l1.item(),
                 time=round(time.perf_counter() - start, 4), **found,
             )
             self.history.append(rec)
@@ -602,8 +653,10 @@ class _Run:
                 log.write(json.dumps(rec.to_dict()) + "\n")
                 if checked:
                     log.flush()
-            bar.update(index, cfg.restarts + 1, t, cfg.steps, rec.loss,
-                       acc if checked else None, n_wrong, force=checked)
+            if checked:  # the last check's results stay on the progress line
+                seen = f" acc {100 * acc:.2f}%" + (
+                    f" wrong {n_wrong}/512" if n_wrong is not None else "")
+            bar.update(t, f"loss {value:.4g}{seen}", force=checked)
             if exact:
                 break
         return Attempt(index=index, seed=seed, steps_run=steps_run, exact=exact,
@@ -641,14 +694,15 @@ class _Run:
             model=model, exact=exact, accuracy=accuracy, n_wrong=n_wrong,
             steps_run=best.steps_run, total_steps=self.global_step, seconds=self.seconds,
             seed_used=best.seed, restarts_used=best.index, history=self.history,
-            verify=verify, rollout=rollout, rank=self.ctx.rank, world_size=self.ctx.world,
+            attempts_run=self.attempts_run, threads=torch.get_num_threads(), verify=verify,
+            rollout=rollout, rank=self.ctx.rank, world_size=self.ctx.world,
         )
 
 
 def _write_checkpoint(result: TrainResult, cfg: TrainConfig, out: Path, staging: Path,
                       overwrite: bool) -> Path:
     """Write the checkpoint ``out`` (weights, config, card) with the run's ``metrics.jsonl``
-    and training curve from ``staging``, then remove ``staging``."""
+    and training curve from ``staging`` (which :func:`train` removes)."""
     from gzoo.plots import save_training_curve
 
     title = f"{cfg.rule} · {preset_name(result.model) or cfg.model} · seed {cfg.seed}"
@@ -659,5 +713,4 @@ def _write_checkpoint(result: TrainResult, cfg: TrainConfig, out: Path, staging:
         metrics=result.metrics(), overwrite=overwrite,
         extra_files={"metrics.jsonl": staging / "metrics.jsonl", "training_curve.png": curve},
     )
-    shutil.rmtree(staging, ignore_errors=True)
     return folder

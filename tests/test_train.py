@@ -16,7 +16,7 @@ import torch
 from gzoo.ca import RuleError, step
 from gzoo.checkpoint import CheckpointError, load_checkpoint
 from gzoo.models import build_model, resolve_model
-from gzoo.train import TrainConfig, _Progress, l1_penalty, train, weights_digest
+from gzoo.train import TrainConfig, l1_penalty, train, weights_digest
 from gzoo.verify import verify_exact
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,9 +49,17 @@ def test_config_defaults_and_json_round_trip():
         ({"rule": "B9/S"}, RuleError, "invalid rule"),
         ({"model": "hexnet"}, ValueError, "unknown model"),
         ({"steps": 0}, ValueError, "steps must be a positive int"),
-        ({"restarts": -1}, ValueError, "restarts must be an int ≥ 0"),
-        ({"lr": 0.0}, ValueError, "lr must be > 0"),
+        ({"restarts": -1}, ValueError, r"restarts must be an int in 0\.\.1000000, got -1"),
+        ({"lr": 0.0}, ValueError, "lr must be a finite number > 0, got 0.0"),
+        ({"lr": float("inf")}, ValueError, "lr must be a finite number > 0, got inf"),
+        ({"l1": float("nan")}, ValueError, "l1 must be a finite number ≥ 0, got nan"),
         ({"data_seed": -2}, ValueError, "data_seed"),
+        ({"seed": 2**64}, ValueError, r"seed must be an int in 0\.\."),
+        ({"density": (0.5, 1.5)}, ValueError, r"density\[1\] must be .* got 1\.5"),
+        ({"density": (0.9, 0.1)}, ValueError, r"lo ≤ hi, got \(0\.9, 0\.1\)"),
+        ({"noise": -0.1}, ValueError, "noise must be .* got -0.1"),
+        ({"threads": 0}, ValueError, "threads must be a positive int, got 0"),
+        ({"device": "banana"}, ValueError, "device must be .* got 'banana'"),
     ],
 )
 def test_config_checks(kw, error, match):
@@ -219,19 +227,6 @@ def test_overwrite_and_quiet_without_terminal(tmp_path, capsys):
     train(tiny(seed=1), folder, overwrite=True)
     assert (folder / "config.json").read_text() != before
     assert capsys.readouterr().err == ""  # no progress bar when stderr is not a terminal
-
-
-def test_progress_bar():
-    buf = io.StringIO()
-    bar = _Progress(True, buf)
-    bar.update(0, 2, 50, 100, 0.25, 0.995, 3, force=True)
-    bar.close()
-    text = buf.getvalue()
-    assert text.startswith("\rattempt 1/2 [") and "50/100" in text and "wrong 3/512" in text
-    assert "acc 99.50%" in text and text.endswith("\n")
-    quiet = io.StringIO()
-    _Progress(False, quiet).update(0, 1, 1, 1, 1.0, None, None, force=True)
-    assert quiet.getvalue() == ""
 
 
 # ---------------------------------------------------------------------------- distributed

@@ -144,6 +144,7 @@ def make_dataset(
     noise: float = 0.0,
     seed: int = 0,
     device: torch.device | str | None = None,
+    progress: bool | None = False,
 ) -> CADataset:
     """``n_boards · steps`` exact pairs ``(x, step(x))`` from random soups (module docstring).
 
@@ -151,7 +152,11 @@ def make_dataset(
     density; pair ``k`` of a board is taken at ``burn_in + k`` (the first at ``t = 0`` if
     ``fresh``); ``noise`` is the flip probability ``γ``. Pairs are board-major: board ``b`` owns
     rows ``b·steps … (b+1)·steps − 1``. ``make_dataset(**ds.recipe)`` rebuilds ``ds`` exactly.
+    ``progress`` (``None`` or ``True``) reports the simulation steps on stderr (a bar on a
+    terminal, a line every few seconds without one; see :mod:`gzoo._progress`).
     """
+    from gzoo._progress import Progress
+
     rule = Rule.parse(rule)
     n_boards = _count("n_boards", n_boards, 1)
     steps = _count("steps", steps, 1)
@@ -179,11 +184,13 @@ def make_dataset(
     wanted = set(times)
     state = soup.to(device=device, dtype=torch.uint8)
     snaps: dict[int, torch.Tensor] = {}
-    for t in range(max(times) + 1):
-        if t in wanted:
-            snaps[t] = state
-        if t < max(times):
-            state = step(state, rule)
+    with Progress(f"data {rule}", max(times), enabled=progress) as bar:
+        for t in range(max(times) + 1):
+            if t in wanted:
+                snaps[t] = state
+            if t < max(times):
+                state = step(state, rule)
+                bar.update(t + 1, f"steps of {n_boards} boards {h}×{w}")
     x = torch.stack([snaps[t] for t in times], dim=1).reshape(n_boards * steps, h, w)
     if noise > 0.0:
         flips = torch.rand(x.shape, generator=g, dtype=torch.float64) < noise
