@@ -9,8 +9,10 @@
     gzoo eval DIR_OR_NAME                        exactness, held-out accuracy, rollout agreement
     gzoo zoo                                     the installed checkpoints
 
-Errors are one line on stderr and exit status 2; no traceback (set ``GZOO_TRACEBACK=1`` to
-see one).
+Every option is checked before any work (ranges, densities in [0, 1], devices that exist,
+output paths, the memory a run needs). Errors are one line on stderr and exit status 2; no
+traceback (set ``GZOO_TRACEBACK=1`` to see one). Long runs report progress on stderr: a bar on
+a terminal, a line every few seconds in a pipe or under nohup.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, NoReturn
 
 import torch
@@ -35,16 +38,115 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _equivariance_table(dtypes: tuple[torch.dtype, ...]) -> None:
+# ---------------------------------------------------------------------------- option types
+def _quote(text: str, limit: int = 40) -> str:
+    return repr(text if len(text) <= limit else text[:limit] + "…")
+
+
+def _int(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+    """An option type: an int in ``[minimum, maximum]`` (checked by ``check_int``)."""
+    from gzoo._checks import check_int
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an int, got {_quote(text)}") from None
+        try:
+            return check_int("the value", value, minimum, maximum)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    parse.__name__ = "int"
+    return parse
+
+
+def _float(minimum: float, maximum: float) -> Callable[[str], float]:
+    """An option type: a finite float in ``[minimum, maximum]``."""
+    from gzoo._checks import check_float
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {_quote(text)}") from None
+        try:
+            return check_float("the value", value, minimum, maximum)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    parse.__name__ = "float"
+    return parse
+
+
+def _device(text: str) -> str:
+    """An option type: a device that exists here (``gzoo._checks.check_device``)."""
+    from gzoo._checks import check_device
+
+    try:
+        check_device(text, "device")
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+def _picture(*suffixes: str) -> Callable[[str], str]:
+    """An option type: an output file name ending in one of ``suffixes``."""
+
+    def parse(text: str) -> str:
+        if not text.lower().endswith(suffixes):
+            raise argparse.ArgumentTypeError(
+                f"must end in {' or '.join(suffixes)}, got {_quote(text)}")
+        return text
+
+    parse.__name__ = "file"
+    return parse
+
+
+_SEED = _int(0, 2**64 - 1)  # torch.Generator takes 64-bit seeds
+_SIZE = _int(1)
+_STEPS = _int(0)
+_DENSITY = _float(0.0, 1.0)
+
+
+def _writable_file(path: str) -> None:
+    """Refuse, before any work, an output file that cannot be written: a folder, or one whose
+    nearest existing parent is not a writable folder."""
+    from pathlib import Path
+
+    p = Path(path).absolute()
+    if p.is_dir():
+        raise ValueError(f"--out {path!r} is a folder; give a file name")
+    parent = p.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {path!r}: cannot write into {parent}")
+
+
+#: Memory per cell of a simulation by the rule: the soup drawn as float32 (4 bytes), the board
+#: and the peak of one :func:`gzoo.ca.step` (about 14 bytes per cell on a 4096² board).
+RULE_BYTES_PER_CELL = 20
+
+
+def _check_memory(need: float, what: str, hint: str) -> None:
+    from gzoo._checks import check_memory
+
+    check_memory(int(need), what, hint)
+
+
+def _equivariance_table(dtypes: tuple[torch.dtype, ...], device: str = "cpu") -> None:
+    from gzoo._checks import check_device
     from gzoo.layers import LAYERS
 
+    dev = check_device(device)
     print("Max relative equivariance error ‖Φ(L_g x) − L_g Φ(x)‖/‖Φ(x)‖ per group element")
     print("(3×3 kernels, circular padding, 2→3 fields, random 15×15 inputs; p8: 90° subgroup)\n")
     for dtype in dtypes:
         print(f"{str(dtype).removeprefix('torch.')}:")
         print(f"  {'layer':<12}" + "".join(f"{'g=' + str(g):>10}" for g in range(8)))
         for cls in LAYERS:
-            layer = cls(2, 3, 3, padding=1, padding_mode="circular").to(dtype)
+            layer = cls(2, 3, 3, padding=1, padding_mode="circular").to(device=dev, dtype=dtype)
             errs = layer.check_equivariance()
             cells = "".join(
                 f"{errs[g]:>10.1e}" if g in errs else f"{'-':>10}" for g in range(8)
@@ -55,7 +157,7 @@ def _equivariance_table(dtypes: tuple[torch.dtype, ...]) -> None:
 
 def _equivariance(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)
-    _equivariance_table((torch.float32, torch.float64))
+    _equivariance_table((torch.float32, torch.float64), args.device)
     return 0
 
 
@@ -72,6 +174,18 @@ def _load_ca_model(name_or_path: str, device: str | None = None) -> tuple[CAMode
     return model, rule
 
 
+def _check_rollout_memory(model: CAModel, size: int, steps: int, boards: int = 1) -> None:
+    """A self-fed rollout beside the rule keeps both histories, ``2·(steps + 1)`` boards, and
+    runs the model on ``boards`` boards at a time."""
+    from gzoo.models import activation_bytes_per_cell
+
+    cells = size * size
+    need = (2 * (steps + 1) * boards + 4 * boards) * cells \
+        + activation_bytes_per_cell(model) * boards * cells
+    _check_memory(need, f"a rollout of {steps} steps on {size}×{size}",
+                  "lower --size or --steps")
+
+
 def _demo(args: argparse.Namespace) -> int:
     """The zoo at work: a pretrained network runs its rule beside the exact simulator."""
     import time
@@ -81,8 +195,10 @@ def _demo(args: argparse.Namespace) -> int:
     from gzoo.plots import save_rollout_comparison
     from gzoo.verify import rollout_histories, verify_exact
 
+    _writable_file(args.out)
     t0 = time.perf_counter()
-    model, rule = _load_ca_model(args.model)
+    model, rule = _load_ca_model(args.model, args.device)
+    _check_rollout_memory(model, args.size, args.steps)
     print(f"loaded {args.model}: {type(model).__name__}({model.init_kwargs()}), "
           f"{model.n_params} parameters, trained on {rule} ({rule.name or 'unnamed'})")
     print(f"exactness: {verify_exact(model, rule).summary()}")
@@ -107,7 +223,7 @@ def _demo(args: argparse.Namespace) -> int:
     for probe in probe_model(model):
         print(f"  {probe.summary()}")
     print()
-    _equivariance_table((torch.float32,))
+    _equivariance_table((torch.float32,), args.device)
     path = save_rollout_comparison(net_history, rule_history, args.out, title=(
         f"{args.model}: network (top) beside {rule} (bottom); {100 * agree:.2f} % agree"))
     print(f"wrote {path}  ({time.perf_counter() - t0:.1f} s)")
@@ -118,14 +234,17 @@ def _demo(args: argparse.Namespace) -> int:
 def _infer_rule(args: argparse.Namespace) -> int:
     from gzoo.infer import infer_rule
 
-    model, trained_on = _load_ca_model(args.checkpoint)
+    model, trained_on = _load_ca_model(args.checkpoint, args.device)
     res = infer_rule(model, args.neighbourhood, check_steps=args.steps)
     print(res.summary())
     print(res.class_table())
     if res.rule is not None:
         verdict = "matches" if res.rule == trained_on else "DIFFERS FROM"
         print(f"inferred rule {res.rule} {verdict} the rule it was trained on ({trained_on})")
-    return 0 if res.consistent else 1
+    else:
+        print(f"no rule inferred ({res.reason}); the checkpoint says it was trained on "
+              f"{trained_on}")
+    return 0 if res.consistent and res.rule is not None else 1
 
 
 def _show(args: argparse.Namespace) -> int:
@@ -133,7 +252,9 @@ def _show(args: argparse.Namespace) -> int:
     from gzoo.plots import save_model_explanation
     from gzoo.verify import rollout_histories
 
-    model, rule = _load_ca_model(args.checkpoint)
+    _writable_file(args.out)
+    model, rule = _load_ca_model(args.checkpoint, args.device)
+    _check_rollout_memory(model, args.size, args.steps)
     res = infer_rule(model, check=False)
     g = torch.Generator().manual_seed(args.seed)
     soup = (torch.rand(args.size, args.size, generator=g) < 0.35).to(torch.uint8)
@@ -146,30 +267,61 @@ def _show(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------- simulate
 def _simulate(args: argparse.Namespace) -> int:
-    from gzoo.ca import Rule, simulate
-    from gzoo.plots import save_simulation
+    """Simulate and keep only the pictures: the frames the PNG montage or the GIF shows,
+    max-pooled to at most ``MAX_PICTURE_SIDE`` cells a side, so memory does not grow with the
+    number of steps; refused up front when the board itself does not fit in memory."""
+    from gzoo._checks import check_device
+    from gzoo.ca import Rule, step
+    from gzoo.models import activation_bytes_per_cell
+    from gzoo.plots import (
+        GIF_FRAME_BYTES,
+        MAX_GIF_FRAMES,
+        MAX_PICTURE_SIDE,
+        frame_times,
+        picture_factor,
+        save_simulation,
+        simulation_frames,
+    )
 
     rule = Rule.parse(args.rule)
-    if args.size < 1 or args.steps < 0:
-        raise ValueError(f"need --size ≥ 1 and --steps ≥ 0, got {args.size} and {args.steps}")
-    if not 0.0 <= args.density <= 1.0:
-        raise ValueError(f"--density must be in [0, 1], got {args.density}")
-    if not args.out.lower().endswith((".png", ".gif")):
-        raise ValueError(f"--out must end in .png or .gif, got {args.out!r}")
-    g = torch.Generator().manual_seed(args.seed)
-    board = torch.rand(args.size, args.size, generator=g) < args.density
+    _writable_file(args.out)
+    gif = args.out.lower().endswith(".gif")
+    times = frame_times(args.steps, MAX_GIF_FRAMES if gif else args.frames)
+    factor = picture_factor(args.size, args.size)
+    side = -(-args.size // factor)
+    device = check_device(args.device)
+    model = trained_on = None
     if args.model:
-        model, trained_on = _load_ca_model(args.model)
-        history = [board]
-        for _ in range(args.steps):
-            history.append(model.step(history[-1]))
-        hist = torch.stack(history)
+        model, trained_on = _load_ca_model(args.model, args.device)
+    per_cell = RULE_BYTES_PER_CELL if model is None else 8 + activation_bytes_per_cell(model)
+    need = args.size**2 * per_cell + len(times) * (side * side + GIF_FRAME_BYTES * gif)
+    _check_memory(need, f"simulating a {args.size}×{args.size} board",
+                  "lower --size" + (" (or --steps: a GIF keeps its frames)" if gif else ""))
+    notes = []
+    if factor > 1:
+        notes.append(f"pictures max-pooled {factor}×{factor} to {side}×{side} "
+                     f"(at most {MAX_PICTURE_SIDE} cells a side)")
+    if gif and len(times) < args.steps + 1:
+        notes.append(f"GIF of {len(times)} of the {args.steps + 1} steps, evenly spaced "
+                     f"(at most {MAX_GIF_FRAMES} frames)")
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+
+    g = torch.Generator().manual_seed(args.seed)
+    board = (torch.rand(args.size, args.size, generator=g) < args.density).to(device)
+    if model is not None:
+        advance = model.step
         who = f"{args.model} (model of {trained_on})"
     else:
-        hist = simulate(board, rule, args.steps)
+        def advance(x: torch.Tensor) -> torch.Tensor:
+            return step(x, rule)
         who = str(rule) + (f" ({rule.name})" if rule.name else "")
-    path = save_simulation(hist, args.out, title=who, n_frames=args.frames, fps=args.fps)
-    alive = hist[-1].float().mean().item()
+    show = False if args.quiet else None
+    frames, last = simulation_frames(board, advance, args.steps, times, progress=show,
+                                     label=f"simulate {args.size}×{args.size}")
+    path = save_simulation(frames, args.out, title=who, n_frames=args.frames, fps=args.fps,
+                           times=times, progress=show)
+    alive = last.float().mean().item()
     print(f"{who}: {args.size}×{args.size}, {args.steps} steps, final density {alive:.3f} "
           f"→ {path}")
     return 0
@@ -202,7 +354,8 @@ def _train(args: argparse.Namespace) -> int:
             f"{cfg.rule} · {cfg.model} ({result.model.n_params} params): {verdict} — "
             f"{result.n_wrong}/512 neighbourhoods wrong, held-out accuracy "
             f"{100 * result.accuracy:.3f} %, {result.steps_run} steps, {result.seconds:.1f} s, "
-            f"seed {result.seed_used} ({result.restarts_used} restarts) → {result.checkpoint}"
+            f"seed {result.seed_used} (attempt {result.restarts_used + 1} of "
+            f"{result.attempts_run}) → {result.checkpoint}"
         )
     return 0
 
@@ -220,7 +373,7 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
         given = [t for t in typing.get_args(hints[f.name]) if t is not type(None)]
         value_type = given[0] if given else hints[f.name]  # int | None → int
         default = "" if f.default is None else f" (default {f.default})"
-        parser.add_argument(cli_flag(f.name), type=value_type,
+        parser.add_argument(cli_flag(f.name), type=_device if f.name == "device" else value_type,
                             help=f.metadata["cli_help"] + default)
         if f.name == "model":
             for name, (arg_type, text, choices) in MODEL_OPTIONS.items():
@@ -231,13 +384,17 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
 # ---------------------------------------------------------------------------- eval
 def _eval(args: argparse.Namespace) -> int:
     from gzoo.ca import Rule, make_dataset
+    from gzoo.models import activation_bytes_per_cell
     from gzoo.verify import dataset_accuracy, rollout_agreement, verify_exact
 
-    device = args.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    model, trained_on = _load_ca_model(args.checkpoint, device=device)
+    model, trained_on = _load_ca_model(args.checkpoint, device=args.device)
     rule = Rule.parse(args.rule) if args.rule else trained_on
+    cells, pairs = args.size**2, 8 * args.boards
+    need = cells * (args.boards * 9 + pairs * 2  # soups (float64 draws) and the pairs x, y
+                    + 3 * 2 * (args.steps + 1)  # both rollout histories, three densities
+                    + activation_bytes_per_cell(model) * min(256, max(pairs, 3)))
+    _check_memory(need, f"evaluating on {args.boards} boards of {args.size}×{args.size} and "
+                  f"rollouts of {args.steps} steps", "lower --size, --boards or --steps")
     kwargs = ", ".join(f"{k}={v!r}" for k, v in model.init_kwargs().items())
     name = f" ({rule.name})" if rule.name else ""
     print(f"{args.checkpoint}: {type(model).__name__}({kwargs}), {model.n_params} params; "
@@ -285,66 +442,98 @@ def _zoo(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------- parser
+def _add_device(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", type=_device, default="cpu",
+                        help="cpu, cuda, cuda:N, mps or auto (CUDA if present); it must exist "
+                             "here (default cpu)")
+
+
+def _add_seed(parser: argparse.ArgumentParser, default: int, what: str) -> None:
+    parser.add_argument("--seed", type=_SEED, default=default,
+                        help=f"seed of {what}, 0..2^64-1 (default {default})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="gzoo", description=__doc__,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                help="one of the commands below; gzoo COMMAND --help for its "
+                                     "options")
     demo = sub.add_parser("demo", help="a pretrained network runs its rule beside the simulator")
     demo.add_argument("--model", default="b36s23_p8", help="zoo name or folder (b36s23_p8)")
-    demo.add_argument("--size", type=int, default=64)
-    demo.add_argument("--steps", type=int, default=300)
-    demo.add_argument("--density", type=float, default=0.35)
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--out", default="demo.png", help="rollout picture (demo.png)")
+    demo.add_argument("--size", type=_SIZE, default=64, help="board side (default 64)")
+    demo.add_argument("--steps", type=_STEPS, default=300, help="rollout steps (default 300)")
+    demo.add_argument("--density", type=_DENSITY, default=0.35,
+                      help="density of the initial soup, in [0, 1] (default 0.35)")
+    _add_seed(demo, 0, "the initial soup")
+    demo.add_argument("--out", type=_picture(".png"), default="demo.png",
+                      help="rollout picture, .png (default demo.png)")
+    _add_device(demo)
     demo.set_defaults(func=_demo)
 
     eq = sub.add_parser("equivariance", help="equivariance error of every hand-written layer")
-    eq.add_argument("--seed", type=int, default=0)
+    _add_seed(eq, 0, "the random layers and inputs")
+    _add_device(eq)
     eq.set_defaults(func=_equivariance)
 
     inf = sub.add_parser("infer-rule", help="read the B/S rule back out of a network")
     inf.add_argument("checkpoint", help="zoo name or checkpoint folder")
-    inf.add_argument("--neighbourhood", default="auto", choices=("auto", "moore", "von_neumann"))
-    inf.add_argument("--steps", type=int, default=64, help="steps of the immediate check (64)")
+    inf.add_argument("--neighbourhood", default="auto", choices=("auto", "moore", "von_neumann"),
+                     help="read the rule in this neighbourhood (default auto: the first that "
+                          "fits)")
+    inf.add_argument("--steps", type=_STEPS, default=64,
+                     help="steps of the immediate check (default 64)")
+    _add_device(inf)
     inf.set_defaults(func=_infer_rule)
 
     show = sub.add_parser("show", help="picture: lifting filters, class response, rollout")
     show.add_argument("checkpoint", help="zoo name or checkpoint folder")
-    show.add_argument("--out", required=True, help="output .png")
-    show.add_argument("--size", type=int, default=48)
-    show.add_argument("--steps", type=int, default=60)
-    show.add_argument("--seed", type=int, default=0)
+    show.add_argument("--out", type=_picture(".png"), required=True, help="output .png")
+    show.add_argument("--size", type=_SIZE, default=48, help="rollout board side (default 48)")
+    show.add_argument("--steps", type=_STEPS, default=60, help="rollout steps (default 60)")
+    _add_seed(show, 0, "the rollout's soup")
+    _add_device(show)
     show.set_defaults(func=_show)
 
     sim = sub.add_parser("simulate", help="simulate a rule and write a PNG montage or a GIF")
     sim.add_argument("--rule", default="B3/S23", help="rule, e.g. B36/S23 (default B3/S23)")
-    sim.add_argument("--size", type=int, default=64, help="board side (default 64)")
-    sim.add_argument("--steps", type=int, default=100, help="steps (default 100)")
-    sim.add_argument("--density", type=float, default=0.3, help="initial density (0.3)")
-    sim.add_argument("--seed", type=int, default=0)
-    sim.add_argument("--out", required=True, help="output .png (montage) or .gif (animation)")
-    sim.add_argument("--frames", type=int, default=8, help="frames in a PNG montage (8)")
-    sim.add_argument("--fps", type=int, default=10, help="GIF frames per second (10)")
+    sim.add_argument("--size", type=_SIZE, default=64,
+                     help="board side (default 64); pictures of boards over 512 cells a side "
+                          "are max-pooled")
+    sim.add_argument("--steps", type=_STEPS, default=100, help="steps (default 100)")
+    sim.add_argument("--density", type=_DENSITY, default=0.3,
+                     help="initial density, in [0, 1] (default 0.3)")
+    _add_seed(sim, 0, "the initial soup")
+    sim.add_argument("--out", type=_picture(".png", ".gif"), required=True,
+                     help="output .png (montage) or .gif (animation)")
+    sim.add_argument("--frames", type=_int(1, 64), default=8,
+                     help="frames in a PNG montage, 1..64 (default 8)")
+    sim.add_argument("--fps", type=_int(1, 100), default=10,
+                     help="GIF frames per second, 1..100 (default 10)")
     sim.add_argument("--model", help="simulate with this checkpoint (zoo name or folder) "
                                      "instead of the rule")
+    sim.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    _add_device(sim)
     sim.set_defaults(func=_simulate)
 
     tr = sub.add_parser("train", help="train a model until it reproduces a rule exactly")
-    tr.add_argument("--out", required=True, help="checkpoint folder to write")
+    tr.add_argument("--out", required=True,
+                    help="checkpoint folder to write (checked and locked before training)")
     _add_train_options(tr)
-    tr.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    tr.add_argument("--quiet", action="store_true", help="no progress bar")
+    tr.add_argument("--overwrite", action="store_true",
+                    help="replace an existing --out, if it is a gzoo checkpoint folder")
+    tr.add_argument("--quiet", action="store_true", help="no progress on stderr")
     tr.add_argument("--weights-hash-file", help=argparse.SUPPRESS)  # tests: rank-suffixed sha
     tr.set_defaults(func=_train)
 
     ev = sub.add_parser("eval", help="exactness, held-out accuracy and rollout agreement")
     ev.add_argument("checkpoint", help="zoo name (see gzoo zoo) or checkpoint folder")
     ev.add_argument("--rule", help="evaluate against this rule instead of the checkpoint's")
-    ev.add_argument("--size", type=int, default=64, help="board side (default 64)")
-    ev.add_argument("--steps", type=int, default=64, help="rollout steps (default 64)")
-    ev.add_argument("--boards", type=int, default=16, help="held-out soups (default 16)")
-    ev.add_argument("--seed", type=int, default=12345, help="seed of the fresh data")
-    ev.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    ev.add_argument("--size", type=_SIZE, default=64, help="board side (default 64)")
+    ev.add_argument("--steps", type=_STEPS, default=64, help="rollout steps (default 64)")
+    ev.add_argument("--boards", type=_SIZE, default=16, help="held-out soups (default 16)")
+    _add_seed(ev, 12345, "the fresh data")
+    _add_device(ev)
     ev.set_defaults(func=_eval)
 
     zoo = sub.add_parser("zoo", help="list the installed pretrained checkpoints")
@@ -352,22 +541,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Errors that are the user's to fix: their message is the whole story.
+_EXPECTED = (ValueError, TypeError, OSError, RuntimeError, ArithmeticError)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " / ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    return text or type(exc).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one ``gzoo`` command; errors are one line on stderr (exit status 2). Set
+    ``GZOO_TRACEBACK=1`` to get the traceback instead."""
     from gzoo.checkpoint import CheckpointError
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    name = f"gzoo {args.command}"
     try:
         return args.func(args)
-    except (ValueError, TypeError, OSError, RuntimeError, CheckpointError) as exc:
+    except KeyboardInterrupt:
+        print(f"{name}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. gzoo zoo | head -1: the reader left, say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except Exception as exc:
         if os.environ.get("GZOO_TRACEBACK"):
             raise
-        message = " / ".join(line.strip() for line in str(exc).splitlines() if line.strip())
-        print(f"gzoo {args.command}: error: {message or type(exc).__name__}", file=sys.stderr)
+        if isinstance(exc, MemoryError):
+            print(f"{name}: error: out of memory ({_one_line(exc)}); try smaller sizes",
+                  file=sys.stderr)
+        elif isinstance(exc, (*_EXPECTED, CheckpointError)):
+            print(f"{name}: error: {_one_line(exc)}", file=sys.stderr)
+        else:  # the last resort: a bug, still one line
+            print(f"{name}: internal error: {type(exc).__name__}: {_one_line(exc)} (a bug; "
+                  "rerun with GZOO_TRACEBACK=1 for the traceback)", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"gzoo {args.command}: interrupted", file=sys.stderr)
-        return 130
 
 
 if __name__ == "__main__":

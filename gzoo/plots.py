@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,12 +18,19 @@ if TYPE_CHECKING:
     from gzoo.infer import NetworkInference
 
 __all__ = [
+    "GIF_FRAME_BYTES",
+    "MAX_GIF_FRAMES",
+    "MAX_PICTURE_SIDE",
+    "frame_times",
+    "picture_factor",
+    "picture_frame",
     "save_history_gif",
     "save_history_png",
     "save_model_explanation",
     "save_rollout_comparison",
     "save_simulation",
     "save_training_curve",
+    "simulation_frames",
 ]
 
 
@@ -92,26 +99,106 @@ def save_training_curve(
     return _save(plt, fig, path)
 
 
-def _frames(history: torch.Tensor) -> torch.Tensor:
+#: Pictures show at most this many cells per side: a larger board is max-pooled (a block with
+#: a live cell shows alive), since a frame of a montage is about 200 pixels wide anyway.
+MAX_PICTURE_SIDE = 512
+#: A GIF holds at most this many frames (evenly spaced): matplotlib keeps every frame in memory.
+MAX_GIF_FRAMES = 400
+#: Memory of one GIF frame while matplotlib writes it (a 4×4.3-inch RGBA figure, rounded up).
+GIF_FRAME_BYTES = 1 << 20
+
+
+def picture_factor(height: int, width: int, max_side: int = MAX_PICTURE_SIDE) -> int:
+    """The smallest block side ``f`` with ``⌈H/f⌉, ⌈W/f⌉ ≤ max_side``: 1 for small boards."""
+    return max(1, -(-max(height, width) // max_side))
+
+
+def picture_frame(board: torch.Tensor, max_side: int = MAX_PICTURE_SIDE) -> torch.Tensor:
+    """A 0/1 ``[..., H, W]`` board as a picture of at most ``max_side`` cells per side, uint8 on
+    the CPU: max-pooled over ``f×f`` blocks (:func:`picture_factor`; the torus is cut, not
+    wrapped, at the edge), so a block shows alive when any of its cells is."""
+    x = torch.as_tensor(board).to(torch.uint8)
+    f = picture_factor(x.shape[-2], x.shape[-1], max_side)
+    if f > 1:
+        lead = x.shape[:-2]
+        flat = x.reshape(-1, 1, *x.shape[-2:]).float()
+        x = torch.nn.functional.max_pool2d(flat, f, ceil_mode=True).to(torch.uint8)
+        x = x.reshape(*lead, *x.shape[-2:])
+    return x.cpu()
+
+
+def frame_times(steps: int, n_frames: int) -> list[int]:
+    """``n_frames`` steps evenly spaced over ``0..steps`` (all of them if there are fewer),
+    first and last included (one frame: the last step)."""
+    if steps < 0 or n_frames < 1:
+        raise ValueError(f"need steps ≥ 0 and n_frames ≥ 1, got {steps} and {n_frames}")
+    if steps + 1 <= n_frames:
+        return list(range(steps + 1))
+    if n_frames == 1:
+        return [steps]
+    return sorted({round(i * steps / (n_frames - 1)) for i in range(n_frames)})
+
+
+def simulation_frames(
+    board: torch.Tensor, advance: Callable[[torch.Tensor], torch.Tensor], steps: int,
+    times: Sequence[int], *, max_side: int = MAX_PICTURE_SIDE, progress: bool | None = False,
+    label: str = "simulate",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run ``board ← advance(board)`` for ``steps`` steps and keep only the pictures
+    (:func:`picture_frame`) of the steps in ``times``: returns those ``[len(times), h, w]``
+    uint8 and the board after the last step, in memory ``O(len(times)·max_side²)`` however
+    long the run. ``progress`` as in :class:`gzoo._progress.Progress` (default silent)."""
+    from gzoo._progress import Progress
+
+    wanted = sorted(set(times))
+    if not wanted or wanted[0] < 0 or wanted[-1] > steps:
+        raise ValueError(f"times must lie in 0..{steps}, got {list(times)}")
+    kept = {0: picture_frame(board, max_side)} if wanted[0] == 0 else {}
+    with Progress(label, steps, enabled=progress) as bar:
+        for t in range(1, steps + 1):
+            board = advance(board)
+            if t in wanted:
+                kept[t] = picture_frame(board, max_side)
+            bar.update(t, "steps")
+    return torch.stack([kept[t] for t in wanted]), board
+
+
+def _history(history: torch.Tensor) -> torch.Tensor:
     h = torch.as_tensor(history)
     if h.dim() != 3:
         raise ValueError(f"history must be [T, H, W], got shape {list(h.shape)}")
-    return h.to(torch.uint8).cpu()
+    return h
+
+
+def _frames(history: torch.Tensor) -> torch.Tensor:
+    """A ``[T, H, W]`` history as pictures (:func:`picture_frame`)."""
+    return picture_frame(_history(history))
+
+
+def _labels(n: int, times: Sequence[int] | None) -> list[int]:
+    if times is None:
+        return list(range(n))
+    if len(times) != n:
+        raise ValueError(f"times gives {len(times)} steps for {n} frames")
+    return list(times)
 
 
 def save_history_png(
-    history: torch.Tensor, path: str | os.PathLike[str], *, n_frames: int = 8, title: str = ""
+    history: torch.Tensor, path: str | os.PathLike[str], *, n_frames: int = 8, title: str = "",
+    times: Sequence[int] | None = None,
 ) -> Path:
-    """A montage of ``n_frames`` evenly spaced frames of a ``[T, H, W]`` history, side by side."""
+    """A montage of ``n_frames`` evenly spaced frames of a ``[T, H, W]`` history, side by side
+    (``times``: the step of each frame, default ``0..T-1``). Boards larger than
+    :data:`MAX_PICTURE_SIDE` are max-pooled (:func:`picture_frame`)."""
     plt = _pyplot()
     h = _frames(history)
-    t = h.shape[0]
-    idx = sorted({round(i * (t - 1) / max(1, n_frames - 1)) for i in range(min(n_frames, t))})
+    steps = _labels(h.shape[0], times)
+    idx = frame_times(h.shape[0] - 1, n_frames)
     cols = len(idx)
     fig, axes = plt.subplots(1, cols, figsize=(1.8 * cols, 2.1), squeeze=False)
     for ax, i in zip(axes[0], idx, strict=True):
         ax.imshow(h[i].numpy(), cmap="binary", interpolation="nearest", vmin=0, vmax=1)
-        ax.set_title(f"t = {i}", fontsize=8)
+        ax.set_title(f"t = {steps[i]}", fontsize=8)
         ax.set_xticks([])
         ax.set_yticks([])
     if title:
@@ -120,9 +207,18 @@ def save_history_png(
 
 
 def save_history_gif(
-    history: torch.Tensor, path: str | os.PathLike[str], *, fps: int = 10, title: str = ""
+    history: torch.Tensor, path: str | os.PathLike[str], *, fps: int = 10, title: str = "",
+    times: Sequence[int] | None = None, progress: bool | None = False,
 ) -> Path:
-    """An animated GIF of a ``[T, H, W]`` history (matplotlib's PillowWriter; needs pillow)."""
+    """An animated GIF of a ``[T, H, W]`` history (matplotlib's PillowWriter; needs pillow).
+
+    ``fps`` is 1..100 (GIF frame delays are whole hundredths of a second); ``times`` labels the
+    frames (default ``0..T-1``); ``progress`` reports the frames written (see
+    :class:`gzoo._progress.Progress`)."""
+    from gzoo._checks import check_int
+    from gzoo._progress import Progress
+
+    check_int("fps", fps, 1, 100)
     try:
         import PIL  # noqa: F401
     except ImportError:
@@ -132,45 +228,52 @@ def save_history_gif(
     from matplotlib.animation import FuncAnimation, PillowWriter
 
     h = _frames(history)
+    steps = _labels(h.shape[0], times)
     fig, ax = plt.subplots(figsize=(4, 4.3))
     im = ax.imshow(h[0].numpy(), cmap="binary", interpolation="nearest", vmin=0, vmax=1)
     ax.set_xticks([])
     ax.set_yticks([])
-    label = ax.set_title(f"{title} t = 0".strip(), fontsize=9)
+    label = ax.set_title(f"{title} t = {steps[0]}".strip(), fontsize=9)
 
     def update(i: int):
         im.set_data(h[i].numpy())
-        label.set_text(f"{title} t = {i}".strip())
+        label.set_text(f"{title} t = {steps[i]}".strip())
         return (im, label)
 
     anim = FuncAnimation(fig, update, frames=h.shape[0], blit=False)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    anim.save(path, writer=PillowWriter(fps=fps))
+    with Progress("gif", h.shape[0], enabled=progress) as bar:
+        anim.save(path, writer=PillowWriter(fps=fps),
+                  progress_callback=lambda i, n: bar.update(i + 1, f"frames → {path.name}"))
     plt.close(fig)
     return path
 
 
 def save_simulation(history: torch.Tensor, path: str | os.PathLike[str], *, title: str = "",
-                    n_frames: int = 8, fps: int = 10) -> Path:
-    """A GIF if ``path`` ends in ``.gif``, a PNG montage if in ``.png``; else ``ValueError``."""
+                    n_frames: int = 8, fps: int = 10, times: Sequence[int] | None = None,
+                    progress: bool | None = False) -> Path:
+    """A GIF if ``path`` ends in ``.gif``, a PNG montage if in ``.png``; else ``ValueError``.
+    ``times`` gives the step of each frame of ``history`` (default ``0..T-1``)."""
     suffix = Path(path).suffix.lower()
     if suffix == ".gif":
-        return save_history_gif(history, path, fps=fps, title=title)
+        return save_history_gif(history, path, fps=fps, title=title, times=times,
+                                progress=progress)
     if suffix == ".png":
-        return save_history_png(history, path, n_frames=n_frames, title=title)
+        return save_history_png(history, path, n_frames=n_frames, title=title, times=times)
     raise ValueError(f"output must end in .png or .gif, got {os.fspath(path)!r}")
 
 
 def _rollout_rows(axes, net_history: torch.Tensor, rule_history: torch.Tensor,
                   idx: list[int]) -> None:
-    """Network frames on the top row, the rule's below, disagreeing cells in red on both."""
+    """Network frames on the top row, the rule's below, disagreeing cells in red on both (a
+    pooled picture block is red when any of its cells disagree)."""
     import numpy as np
 
     for col, i in enumerate(idx):
-        diff = (net_history[i] != rule_history[i]).numpy()
+        diff = picture_frame(net_history[i] != rule_history[i]).numpy().astype(bool)
         for row, (h, label) in enumerate(((net_history, "network"), (rule_history, "rule"))):
-            img = np.stack([1.0 - h[i].numpy()] * 3, -1)
+            img = np.stack([1.0 - picture_frame(h[i]).numpy()] * 3, -1)
             img[diff] = (0.85, 0.1, 0.1)
             ax = axes[row][col]
             ax.imshow(img, interpolation="nearest")
@@ -189,11 +292,10 @@ def save_rollout_comparison(
     """A network's self-fed rollout (top) beside the exact rule's (bottom), ``[T, H, W]`` each
     (as :func:`gzoo.verify.rollout_histories` returns them); cells where they differ are red."""
     plt = _pyplot()
-    net, ref = _frames(net_history), _frames(rule_history)
+    net, ref = _history(net_history), _history(rule_history)
     if net.shape != ref.shape:
         raise ValueError(f"histories differ in shape: {list(net.shape)} vs {list(ref.shape)}")
-    t = net.shape[0]
-    idx = sorted({round(i * (t - 1) / max(1, n_frames - 1)) for i in range(min(n_frames, t))})
+    idx = frame_times(net.shape[0] - 1, n_frames)
     fig, axes = plt.subplots(2, len(idx), figsize=(1.7 * len(idx), 3.8), squeeze=False)
     _rollout_rows(axes, net, ref, idx)
     if title:
@@ -235,9 +337,8 @@ def save_model_explanation(
     resp = inference.count_response().numpy()  # [2, max_count + 1]
     max_count = resp.shape[1] - 1
 
-    net, ref = _frames(net_history), _frames(rule_history)
-    t = net.shape[0]
-    idx = sorted({round(i * (t - 1) / 4) for i in range(5)}) if t > 1 else [0]
+    net, ref = _history(net_history), _history(rule_history)
+    idx = frame_times(net.shape[0] - 1, 5)
     cols = max(order, len(idx), 4)
     rows = fields + 1 + 2
     fig = plt.figure(figsize=(1.25 * cols + 1, 1.25 * rows + 0.8))

@@ -21,7 +21,11 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # training is reproducible p
 
 
 def run(capsys, *argv):
-    code = main([str(a) for a in argv])
+    """Exit status, stdout and stderr of ``gzoo argv`` (usage errors exit from argparse)."""
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as e:
+        code = e.code
     out, err = capsys.readouterr()
     return code, out, err
 
