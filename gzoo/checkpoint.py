@@ -266,8 +266,10 @@ def _as_path(folder: object, name: str = "folder") -> Path:
         raise TypeError(f"{name} must be a path (str or os.PathLike), got "
                         f"{type(folder).__name__} {folder!r}")
     text = os.fspath(folder)
-    if not isinstance(text, str) or not text or "\0" in text:
-        raise CheckpointError(str(text), f"{name} must be a non-empty path without NUL bytes")
+    if not isinstance(text, str):
+        raise TypeError(f"{name} must be a str path, got {type(text).__name__} {text!r}")
+    if not text or "\0" in text:
+        raise ValueError(f"{name} must be a non-empty path without NUL bytes, got {text!r}")
     return Path(text)
 
 

@@ -203,6 +203,11 @@ class GroupConvBase(nn.Module):
         raise NotImplementedError
 
     def _check_input(self, x: Tensor) -> None:
+        if not x.is_floating_point():
+            raise TypeError(
+                f"{self.layer_name} expects a floating-point input (its weights' dtype), got "
+                f"dtype {x.dtype}"
+            )
         if self.lifting:
             if x.dim() != 4 or x.shape[1] != self.in_channels:
                 raise ValueError(

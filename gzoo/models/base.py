@@ -72,7 +72,11 @@ def boards_to_onehot(boards: Tensor, dtype: torch.dtype = torch.float32) -> Tens
 
 
 def model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
-    """Device and dtype of the model's first parameter (CPU, float32 for a model without)."""
+    """Device and dtype of the model's first parameter (CPU, float32 for a model without); a
+    ``model`` that is not an ``nn.Module`` is a ``TypeError``."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__} "
+                        f"{str(model)[:60]!r}")
     p = next(iter(model.parameters()), None)
     if p is None:
         return torch.device("cpu"), torch.float32
@@ -108,7 +112,15 @@ def _predict(model: nn.Module, boards: Tensor, batch_size: int | None,
     out = []
     with torch.no_grad(), eval_mode(model):
         for part in x.split(max(1, n)):
-            logits = model(boards_to_onehot(part.to(device), dtype))
+            try:
+                logits = model(boards_to_onehot(part.to(device), dtype))
+            except torch.OutOfMemoryError:
+                raise
+            except RuntimeError as e:  # e.g. a Linear layer fed [B, 2, H, W]
+                raise ValueError(
+                    f"a cellular-automaton model maps one-hot boards [B, 2, H, W] to logits "
+                    f"[B, 2, H, W]; {type(model).__name__} failed on boards "
+                    f"{list(part.shape)}: {e}") from e
             if logits.shape != (part.shape[0], 2, *part.shape[1:]):
                 raise ValueError(
                     f"a cellular-automaton model maps one-hot boards [B, 2, H, W] to logits "
