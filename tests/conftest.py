@@ -21,3 +21,31 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
+
+
+def snapshot(root) -> dict:
+    """Everything under ``root`` (hidden files included): relative path → (mode, bytes), with
+    ``None`` bytes for folders; two equal snapshots mean nothing there was touched."""
+    from pathlib import Path
+
+    root = Path(root)
+    out = {}
+    for p in sorted(root.rglob("*")):
+        st = p.lstat()
+        data = None if p.is_dir() and not p.is_symlink() else (
+            str(p.readlink()) if p.is_symlink() else p.read_bytes())
+        out[str(p.relative_to(root))] = (st.st_mode, data)
+    return out
+
+
+@pytest.fixture
+def user_files(tmp_path):
+    """A user's files around the place a checkpoint is written: a git checkout with sources
+    beside it, notes and a hidden file; tests assert that none of them changes."""
+    repo = tmp_path / "repo"
+    (repo / ".git").mkdir(parents=True)
+    (repo / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (repo / "src.py").write_text("print('mine')\n")
+    (tmp_path / "notes.txt").write_text("do not lose\n")
+    (tmp_path / ".hidden").write_text("x\n")
+    return tmp_path

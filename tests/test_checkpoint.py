@@ -2,11 +2,16 @@
 
 import dataclasses
 import json
+import os
+import re
+import stat
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
 import gzoo.zoo
+from conftest import snapshot
 from gzoo.ca import Rule
 from gzoo.checkpoint import (
     CONFIG_FILE,
@@ -121,6 +126,29 @@ def test_config_contents(tmp_path):
     assert loaded.checkpoint.config == cfg
 
 
+def test_card_of_a_model_that_is_not_exact(tmp_path):
+    folder = save(randomised(build_model("p8")), tmp_path / "x", metrics={
+        "exact": False, "n_wrong": 17, "accuracy": 0.97, "method": "exhaustive",
+        "seconds": 2.0, "steps_run": 40, "total_steps": 120, "restarts_used": 2,
+        "attempts_run": 3})
+    card = (folder / README_FILE).read_text()
+    assert "**no** — 17/512 neighbourhoods wrong (exhaustive check of all 512" in card
+    assert "exact on every board" not in card
+    assert "40 steps (120 over all attempts)" in card and "attempt 3 of 3" in card
+
+
+def test_card_snippet_runs_from_anywhere(tmp_path, monkeypatch, capsys):
+    folder = save(randomised(build_model("p4")), tmp_path / "runs" / "mine")
+    card = (folder / README_FILE).read_text()
+    (snippet,) = re.findall(r"```python\n(.*?)```", card, re.S)
+    assert repr(str(folder.resolve())) in snippet
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    exec(compile(snippet, "card", "exec"), {})
+    assert capsys.readouterr().out.strip().isdigit()  # the number of wrong neighbourhoods
+
+
 def test_model_card(tmp_path):
     folder = save(randomised(build_model("p8")), tmp_path / "b36s23_p8")
     card = (folder / README_FILE).read_text()
@@ -141,6 +169,155 @@ def test_never_overwrites_unless_asked(tmp_path):
     save(second, folder, overwrite=True)
     assert torch.equal(load_checkpoint(folder).lift.weight, second.lift.weight)
     assert [p.name for p in tmp_path.iterdir()] == ["c"]  # no temp folders left
+
+
+def test_overwrite_never_replaces_a_folder_that_is_not_a_checkpoint(user_files):
+    """A git checkout, a folder with a foreign config.json, and a checkpoint someone added a
+    file to: overwrite=True leaves each of them, and everything around, as it was."""
+    model = randomised(build_model("p4"))
+    (user_files / "other").mkdir()
+    (user_files / "other" / CONFIG_FILE).write_text('{"format": "something-else"}')
+    ckpt = save(randomised(build_model("p4")), user_files / "ckpt")
+    (ckpt / "my_notes.md").write_text("keep me\n")
+    before = snapshot(user_files)
+    for folder, why in [(user_files / "repo", "it has no config.json"),
+                        (user_files / "other", "not a gzoo checkpoint config"),
+                        (ckpt, "it holds my_notes.md, which a gzoo checkpoint does not")]:
+        with pytest.raises(CheckpointError, match=re.escape(why)) as info:
+            save(model, folder, overwrite=True)
+        assert info.value.path == folder and "left alone" in str(info.value)
+    assert snapshot(user_files) == before
+
+
+def test_overwrite_is_atomic(user_files, monkeypatch):
+    """The new folder fails to move in: the old checkpoint is back, nothing else changed."""
+    import gzoo.checkpoint as ck
+
+    first = randomised(build_model("p4"))
+    folder = save(first, user_files / "c")
+    before = snapshot(user_files)
+    real, calls = os.replace, []
+
+    def no_space(src, dst):
+        calls.append((src, dst))
+        if len(calls) == 2:  # old → aside worked; new → folder fails
+            raise OSError(28, "No space left on device")
+        return real(src, dst)
+
+    monkeypatch.setattr(ck.os, "replace", no_space)
+    with pytest.raises(CheckpointError, match="cannot write the checkpoint: No space left"):
+        save(randomised(build_model("p4")), folder, overwrite=True)
+    monkeypatch.undo()
+    assert len(calls) == 3  # aside, in (failed), back
+    assert snapshot(user_files) == before
+    assert torch.equal(load_checkpoint(folder).lift.weight, first.lift.weight)
+
+
+@pytest.mark.parametrize("case", ["cwd", "parent of cwd", "file", "symlink", "under a file",
+                                  "not writable"])
+def test_output_checks(user_files, monkeypatch, case):
+    """Every unusable target is refused before anything is written, and nothing changes."""
+    import gzoo.checkpoint as ck
+
+    (user_files / "file.txt").write_text("x")
+    (user_files / "a" / "b").mkdir(parents=True)
+    (user_files / "link").symlink_to(user_files / "repo")
+    target, why = {
+        "cwd": (user_files / "a" / "b", "working directory or one of its parents"),
+        "parent of cwd": (user_files / "a", "working directory or one of its parents"),
+        "file": (user_files / "file.txt", "exists and is not a folder"),
+        "symlink": (user_files / "link", "is a symbolic link"),
+        "under a file": (user_files / "file.txt" / "c", "file.txt is not a folder"),
+        "not writable": (user_files / "a" / "new", "is not writable"),
+    }[case]
+    monkeypatch.chdir(user_files / "a" / "b")
+    if case == "not writable":  # root may write anywhere: ask os.access to say no
+        monkeypatch.setattr(ck.os, "access", lambda *a, **k: False)
+    before = snapshot(user_files)
+    with pytest.raises(CheckpointError, match=re.escape(why)) as info:
+        save(build_model("p4"), target, overwrite=True)
+    assert info.value.path == target
+    assert snapshot(user_files) == before
+    if case == "cwd":
+        with pytest.raises(CheckpointError, match="working directory"):
+            save(build_model("p4"), ".", overwrite=True)
+
+
+def test_a_locked_folder_is_refused_at_once(user_files):
+    """Another process holds the lock (an flock on .<name>.lock): saving refuses, and the
+    holder's lock file stays."""
+    import fcntl
+
+    lock = user_files / ".c.lock"
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT)
+    os.write(fd, b"4242\n")
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        before = snapshot(user_files)
+        with pytest.raises(CheckpointError, match=r"another process \(process 4242\) is writing"):
+            save(build_model("p4"), user_files / "c")
+        assert snapshot(user_files) == before
+    finally:
+        os.close(fd)
+    folder = save(build_model("p4"), user_files / "c")  # released: it saves, and tidies up
+    assert folder.is_dir() and not lock.exists()
+
+
+def test_parents_it_created_go_when_saving_fails(tmp_path, monkeypatch):
+    import gzoo.checkpoint as ck
+
+    monkeypatch.setattr(ck, "model_card", lambda *a, **k: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        save(build_model("p4"), tmp_path / "runs" / "day1" / "c")
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    assert save(build_model("p4"), tmp_path / "runs" / "day1" / "c").is_dir()
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o027])
+def test_permissions_follow_the_umask(tmp_path, mask):
+    old = os.umask(mask)
+    try:
+        folder = save(build_model("p4"), tmp_path / "c")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o777 & ~mask
+    for p in folder.iterdir():
+        assert stat.S_IMODE(p.stat().st_mode) == 0o666 & ~mask, p.name
+
+
+@pytest.mark.parametrize("error", [PermissionError(13, "Permission denied"),
+                                   FileExistsError(17, "File exists"),
+                                   FileNotFoundError(2, "No such file or directory")])
+def test_save_os_errors_are_one_checkpoint_error(user_files, monkeypatch, error):
+    import safetensors.torch
+
+    def fail(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(safetensors.torch, "save_file", fail)
+    before = snapshot(user_files)
+    with pytest.raises(CheckpointError, match=f"cannot write the checkpoint: {error.strerror}"):
+        save(build_model("p4"), user_files / "c")
+    assert snapshot(user_files) == before
+
+
+def test_refuses_to_save_non_finite_weights(tmp_path):
+    model = build_model("p4")
+    with torch.no_grad():
+        model.readout.bias[1] = float("nan")
+    with pytest.raises(CheckpointError, match=r"NaN or inf: readout\.bias"):
+        save(model, tmp_path / "c")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_config_lists_the_files(tmp_path):
+    src = tmp_path / "extra.txt"
+    src.write_text("x")
+    folder = save(build_model("p4"), tmp_path / "c", extra_files={"extra.txt": src})
+    cfg = json.loads((folder / CONFIG_FILE).read_text())
+    assert cfg["files"] == sorted(p.name for p in folder.iterdir())
+    save(build_model("p4"), folder, overwrite=True, extra_files={"extra.txt": src})
 
 
 def test_crash_while_saving_leaves_nothing(tmp_path, monkeypatch):
@@ -284,6 +461,46 @@ def test_zoo_names(fake_zoo):
                     "n_params": 218, "exact": True, "accuracy": 1.0}
     with pytest.raises(CheckpointError, match=r"available: b3s23_p4m\)"):
         load_pretrained("b3s23_p8")
+
+
+def rewrite_weights(folder, state):
+    """Replace the weights file, with the sha256 in config.json updated to match."""
+    save_file(state, folder / WEIGHTS_FILE, metadata={"format": "pt"})
+    edit_config(folder, weights_sha256=sha256_file(folder / WEIGHTS_FILE))
+
+
+def test_error_non_finite_weights(ckpt):
+    state = dict(load_checkpoint(ckpt).state_dict())
+    state["readout.bias"] = torch.tensor([0.0, float("inf")])
+    rewrite_weights(ckpt, state)
+    with pytest.raises(CheckpointError, match=r"model\.safetensors: weights hold NaN or inf.*"
+                                              r"readout\.bias"):
+        load_pretrained(ckpt)
+
+
+@pytest.mark.parametrize("dtype", [torch.bool, torch.int32, torch.uint8])
+def test_error_weights_that_are_not_floating_point(ckpt, dtype):
+    """bool or integer tensors are never cast into a float model."""
+    state = dict(load_checkpoint(ckpt).state_dict())
+    state["lift.weight"] = (state["lift.weight"] > 0).to(dtype)
+    rewrite_weights(ckpt, state)
+    with pytest.raises(CheckpointError, match=r"wrong dtype \(gzoo does not cast them\): "
+                                              r"lift\.weight is (BOOL|I32|U8), expected a "
+                                              r"floating dtype"):
+        load_pretrained(ckpt)
+
+
+def test_float64_weights_load_in_float64(ckpt):
+    model = load_checkpoint(ckpt)
+    rewrite_weights(ckpt, {k: v.double() for k, v in model.state_dict().items()})
+    loaded = load_pretrained(ckpt)
+    assert {p.dtype for p in loaded.parameters()} == {torch.float64}
+    assert torch.equal(loaded.step(boards()), model.step(boards()))
+    state = {k: v.double() for k, v in model.state_dict().items()}
+    state["readout.bias"] = state["readout.bias"].half()
+    rewrite_weights(ckpt, state)
+    with pytest.raises(CheckpointError, match="floating weights mix dtypes"):
+        load_pretrained(ckpt)
 
 
 def test_device_argument(ckpt):

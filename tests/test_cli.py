@@ -1,17 +1,21 @@
 """The ``gzoo`` command line: simulate, train, eval, zoo, demo, and one-line errors."""
 
+import argparse
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
 
 import gzoo.zoo
-from gzoo.checkpoint import load_checkpoint
-from gzoo.cli import main
+from conftest import snapshot
+from gzoo.checkpoint import load_checkpoint, save_checkpoint
+from gzoo.cli import build_parser, main
 
 REPO = Path(__file__).resolve().parents[1]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -68,6 +72,84 @@ def test_simulate_errors_are_one_line(tmp_path, capsys, args, needles):
     assert code == 2
     one_line_error(err, *needles)
     assert not (tmp_path / "x.png").exists()
+
+
+def test_every_option_has_help_text():
+    """Walk the parser: every subcommand and every option of each says what it is."""
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    helps = {c.dest: c.help for c in sub._choices_actions}
+    assert set(helps) == set(sub.choices) and all(helps.values())
+    for name, command in sub.choices.items():
+        for action in command._actions:
+            if action.help == argparse.SUPPRESS:  # a test hook, hidden
+                continue
+            assert action.help and action.help.strip(), (name, action.option_strings)
+
+
+def test_simulate_refuses_what_does_not_fit_in_memory(tmp_path, capsys, monkeypatch):
+    import gzoo._checks
+
+    monkeypatch.setattr(gzoo._checks, "available_memory", lambda: 10**6)
+    out = tmp_path / "big.png"
+    code, _, err = run(capsys, "simulate", "--size", 2000, "--out", out)
+    assert code == 2
+    one_line_error(err, "simulating a 2000×2000 board needs about",
+                   "MB of memory, but only 1.0 MB is available", "lower --size")
+    need = float(re.search(r"needs about ([\d.]+) MB", err)[1])
+    assert 2000**2 * 20 / 1e6 <= need < 2000**2 * 30 / 1e6  # the board, not 100 frames of it
+    assert not out.exists()
+
+
+def test_simulate_keeps_pooled_pictures_of_a_large_board(tmp_path, capsys):
+    out = tmp_path / "big.png"
+    code, text, err = run(capsys, "simulate", "--size", 600, "--steps", 2, "--out", out)
+    assert code == 0 and out.read_bytes()[:8] == PNG
+    assert "note: pictures max-pooled 2×2 to 300×300 (at most 512 cells a side)" in err
+    assert re.search(r"600×600, 2 steps, final density 0\.\d{3}", text)
+
+
+def test_gif_frames_are_capped_and_said(tmp_path, capsys, monkeypatch):
+    from PIL import Image
+
+    import gzoo.plots
+
+    monkeypatch.setattr(gzoo.plots, "MAX_GIF_FRAMES", 5)
+    out = tmp_path / "run.gif"
+    code, _, err = run(capsys, "simulate", "--size", 12, "--steps", 20, "--out", out)
+    assert code == 0
+    assert "GIF of 5 of the 21 steps, evenly spaced (at most 5 frames)" in err
+    with Image.open(out) as gif:
+        assert gif.n_frames == 5
+
+
+def test_progress_lines_under_a_pipe(tmp_path, capsys, monkeypatch):
+    """stderr is not a terminal here: plain progress lines (every update with
+    GZOO_PROGRESS_SECONDS=0) for the simulation and the GIF; none with --quiet."""
+    monkeypatch.setenv("GZOO_PROGRESS_SECONDS", "0")
+    code, _, err = run(capsys, "simulate", "--size", 16, "--steps", 6, "--out",
+                       tmp_path / "a.gif")
+    assert code == 0 and "\r" not in err
+    assert "simulate 16×16: 6/6 (100 %) steps" in err
+    assert re.search(r"^gif: 7/7 \(100 %\) frames → a\.gif", err, re.M)
+    code, _, err = run(capsys, "simulate", "--size", 16, "--steps", 6, "--quiet", "--out",
+                       tmp_path / "b.gif")
+    assert code == 0 and err == ""
+
+
+def test_unexpected_errors_are_one_line_with_a_way_to_the_traceback(capsys, monkeypatch):
+    import gzoo.cli
+
+    def broken(args):
+        raise KeyError("surprise")
+
+    monkeypatch.setattr(gzoo.cli, "_zoo", broken)
+    code, _, err = run(capsys, "zoo")
+    assert code == 2
+    one_line_error(err, "gzoo zoo: internal error: KeyError: 'surprise'", "GZOO_TRACEBACK=1")
+    monkeypatch.setenv("GZOO_TRACEBACK", "1")
+    with pytest.raises(KeyError, match="surprise"):
+        main(["zoo"])
 
 
 def test_usage_error_is_one_line(capsys):
@@ -135,6 +217,53 @@ def test_train_on_missing_cuda_is_one_line(tmp_path, capsys):
     assert code == 2
     one_line_error(err, "CUDA is not available")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_train_never_replaces_a_folder_that_is_not_a_checkpoint(user_files, capsys):
+    before = snapshot(user_files)
+    code, _, err = run(capsys, "train", "--out", user_files / "repo", "--overwrite", "--steps",
+                       5)
+    assert code == 2
+    one_line_error(err, "gzoo train: error:", str(user_files / "repo"),
+                   "not a gzoo checkpoint folder", "left alone")
+    assert snapshot(user_files) == before
+
+
+@pytest.mark.slow
+def test_a_second_training_into_the_same_folder_is_refused(user_files, capsys):
+    """A real second process: it trains into runs/x; this one is refused at once; an
+    interrupted run leaves nothing behind (no checkpoint, staging folder or lock)."""
+    out = user_files / "runs" / "x"
+    before = snapshot(user_files)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gzoo", "train", "--rule", "B3/S23", "--model", "p4", "--width",
+         "2", "--steps", "1000000", "--check-every", "1000000", "--restarts", "0", "--quiet",
+         "--out", str(out)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while not any(p.name.startswith(".x.partial-") for p in out.parent.glob(".*")):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the first training did not start"
+            time.sleep(0.2)
+        t0 = time.monotonic()
+        code, _, err = run(capsys, "train", "--rule", "B3/S23", "--out", out, "--steps", 5)
+        assert code == 2 and time.monotonic() - t0 < 30  # at once, not after training
+        one_line_error(err, str(out), f"another process (process {proc.pid}) is writing")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "gzoo train: interrupted" in stderr
+    assert snapshot(user_files) == before
+
+
+def test_train_summary_counts_attempts(tmp_path, capsys):
+    code, out, _ = run(capsys, "train", "--rule", "B3/S23", "--model", "p4", "--width", 2,
+                       "--steps", 4, "--check-every", 2, "--restarts", 2, "--seed", 1,
+                       "--out", tmp_path / "t", "--quiet")
+    assert code == 0
+    used = load_checkpoint(tmp_path / "t").checkpoint.metrics["restarts_used"]
+    assert f"seed {1 + 1000 * used} (attempt {used + 1} of 3)" in out
 
 
 def test_train_summary_line(tmp_path, capsys):
@@ -224,6 +353,26 @@ def test_infer_rule_and_show(trained, tmp_path, capsys):
     fig = tmp_path / "show.png"
     code, text, _ = run(capsys, "show", trained, "--out", fig, "--size", 16, "--steps", 4)
     assert code == 0 and fig.read_bytes()[:8] == PNG
+
+
+def test_infer_rule_says_when_there_is_no_rule(tmp_path, capsys):
+    """A 5×5 network that copies the cell two up and two left: no B/S rule, and why."""
+    from gzoo.models import build_model
+
+    model = build_model("tiny")  # 5×5 conv → ReLU → 1×1 readout
+    first, readout = model.net[0], model.net[-1]
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+        first.weight[0, 1, 0, 0] = 1.0  # h = [corner cell alive]
+        readout.weight[1, 0] = 2.0  # logit alive = 2h, logit dead = 1
+        readout.bias[0] = 1.0
+    folder = save_checkpoint(model, tmp_path / "corner", rule="B3/S23")
+    code, text, _ = run(capsys, "infer-rule", folder, "--steps", 2)
+    assert code == 1
+    assert "no rule: the answer on" in text and "depends on cells outside the 3×3 block" in text
+    assert "no rule inferred (the answer on" in text
+    assert "the checkpoint says it was trained on B3/S23" in text
 
 
 def test_infer_rule_missing_checkpoint_is_one_line(tmp_path, capsys):

@@ -2,9 +2,9 @@
 the progress bar, and two-process DistributedDataParallel under torchrun."""
 
 import dataclasses
-import io
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import snapshot
 from gzoo.ca import RuleError, step
 from gzoo.checkpoint import CheckpointError, load_checkpoint
 from gzoo.models import build_model, resolve_model
@@ -175,7 +176,8 @@ def test_restarts_use_new_seeds_and_keep_the_best():
     assert not res.exact
     assert [r.restart for r in res.history] == [0] * 6 + [1] * 6 + [2] * 6
     assert sorted({r.seed for r in res.history}) == [5, 1005, 2005]
-    assert res.total_steps == 18 and res.steps_run == 6
+    assert res.total_steps == 18 and res.steps_run == 6 and res.attempts_run == 3
+    assert res.metrics()["attempts_run"] == 3
     assert res.seed_used == 5 + 1000 * res.restarts_used
     finals = {r.restart: r for r in res.history if r.step == 6}
     best = min(finals.values(), key=lambda r: (r.n_wrong, -r.acc))
@@ -227,6 +229,83 @@ def test_overwrite_and_quiet_without_terminal(tmp_path, capsys):
     train(tiny(seed=1), folder, overwrite=True)
     assert (folder / "config.json").read_text() != before
     assert capsys.readouterr().err == ""  # no progress bar when stderr is not a terminal
+
+
+@pytest.mark.parametrize("kw", [{"lr": 1e30}, {"l1": 1e38}])
+def test_a_diverging_loss_stops_at_once_and_saves_nothing(user_files, kw):
+    before = snapshot(user_files)
+    with pytest.raises(FloatingPointError, match=r"training diverged: the loss is (nan|inf) at "
+                                                 r"step \d+ of attempt 1 .*Nothing was saved"):
+        train(tiny(steps=50, restarts=2, **kw), user_files / "run")
+    assert snapshot(user_files) == before  # no checkpoint, no staging folder, no lock file
+
+
+def test_the_output_is_checked_and_locked_before_any_work(user_files, monkeypatch):
+    """A folder that is not a checkpoint, or one another process is writing, is refused
+    before the first data set is made."""
+    import fcntl
+
+    tr = sys.modules["gzoo.train"]  # gzoo.train is also the name of the function
+
+    def no_data(*a, **k):
+        raise AssertionError("training started")
+
+    monkeypatch.setattr(tr, "make_dataset", no_data)
+    before = snapshot(user_files)
+    with pytest.raises(CheckpointError, match="not a gzoo checkpoint folder"):
+        train(tiny(), user_files / "repo", overwrite=True)
+    with pytest.raises(CheckpointError, match="exists and is not a folder"):
+        train(tiny(), user_files / "notes.txt", overwrite=True)
+    fd = os.open(user_files / ".run.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        before = snapshot(user_files)
+        with pytest.raises(CheckpointError, match="another process is writing"):
+            train(tiny(), user_files / "run")
+        assert snapshot(user_files) == before
+    finally:
+        os.close(fd)
+
+
+def test_a_failed_run_leaves_nothing_behind(user_files, monkeypatch):
+    tr = sys.modules["gzoo.train"]  # gzoo.train is also the name of the function
+
+    def boom(self, *a, **k):
+        names = [p.name for p in (user_files / "runs").iterdir()]
+        assert ".run.lock" in names and any(n.startswith(".run.partial-") for n in names)
+        raise RuntimeError("power cut")
+
+    monkeypatch.setattr(tr._Run, "_attempt", boom)
+    before = snapshot(user_files)
+    with pytest.raises(RuntimeError, match="power cut"):
+        train(tiny(), user_files / "runs" / "run")
+    assert snapshot(user_files) == before
+
+
+def test_threads_are_set_recorded_and_restored(tmp_path):
+    torch.set_num_threads(2)
+    res = train(tiny(threads=1), tmp_path / "run")
+    assert torch.get_num_threads() == 2 and res.threads == 1
+    rec = load_checkpoint(tmp_path / "run").checkpoint.train
+    assert rec["torch_threads"] == 1 and rec["threads"] == 1 and rec["cpu"]
+    assert "--threads 1" in rec["command"]
+    assert "Trained with 1 torch thread (`--threads 1`)" in (tmp_path / "run" /
+                                                              "README.md").read_text()
+
+
+def test_progress_without_a_terminal(monkeypatch, capsys):
+    """Under a pipe or nohup: plain lines (here every update, GZOO_PROGRESS_SECONDS=0), for
+    the data and for each attempt; none with progress=False."""
+    monkeypatch.setenv("GZOO_PROGRESS_SECONDS", "0")
+    train(tiny(restarts=1, steps=4, check_every=2))
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    assert re.search(r"^data B3/S23: \d+/\d+ \(\d+ %\) steps of 6 boards 12×12", err, re.M)
+    assert re.search(r"^attempt 1/2: 2/4 \(50 %\) loss [\d.e-]+ acc [\d.]+% wrong \d+/512 "
+                     r"\[\d+ s\]$", err, re.M)
+    assert re.search(r"^attempt 2/2: done", err, re.M)
+    train(tiny(steps=2), progress=False)
+    assert capsys.readouterr().err == ""
 
 
 # ---------------------------------------------------------------------------- distributed
