@@ -197,3 +197,35 @@ def test_speed_script_cuda(tmp_path):
     check_speed_payload(data, ["cuda"], ["P4Conv"])
     assert data["machine"]["cuda_device"]
     assert "graph hand fwd+bwd" in data["runs"][0]["timings"]
+
+
+# ---------------------------------------------------------------------- train_zoo
+def test_reproduce_compares_what_carries_across_machines(tmp_path, monkeypatch, capsys):
+    """Bit-for-bit weights are expected only on the recorded CPU model and thread count;
+    exactness and rollouts are compared everywhere, against what the config records."""
+    from gzoo.train import TrainConfig, train
+
+    tz = load("train_zoo")
+    monkeypatch.setattr(tz, "ROLLOUT", {"size": 16, "steps": 8, "densities": (0.3,)})
+    torch.set_num_threads(1)
+    zoo = tmp_path / "zoo"
+    cfg = TrainConfig(rule="B3/S23", model="p4", model_kwargs={"width": 2}, steps=8,
+                      batch_size=4, n_boards=6, board_size=12, holdout_boards=2, check_every=4,
+                      restarts=0)
+    train(cfg, zoo / "b3s23_p4")
+    here = tz.reproduce(zoo / "b3s23_p4")
+    assert here["bit_for_bit_expected"] and here["same_weights"] and tz.reproduced(here)
+    assert here["exact"] is False and here["exact_as_recorded"]  # 8 steps: not exact, as said
+
+    monkeypatch.setattr(tz, "cpu_model", lambda: "Another CPU")
+    elsewhere = tz.reproduce(zoo / "b3s23_p4")
+    assert not elsewhere["bit_for_bit_expected"] and tz.reproduced(elsewhere)
+    assert tz.main(["--reproduce", "--out-dir", str(zoo)]) == 0
+    out = capsys.readouterr().out
+    assert "this machine: Another CPU, 1 torch thread(s)" in out and "as recorded" in out
+
+    config = json.loads((zoo / "b3s23_p4" / "config.json").read_text())
+    config["metrics"]["exact"] = True  # a config claiming what the recipe does not give
+    (zoo / "b3s23_p4" / "config.json").write_text(json.dumps(config))
+    assert tz.main(["--reproduce", "--out-dir", str(zoo)]) == 1
+    assert "exact False (NOT as recorded)" in capsys.readouterr().out
