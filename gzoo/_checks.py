@@ -71,8 +71,7 @@ def check_device(value: object, name: str = "device") -> torch.device:
     if dev.type == "cpu":
         return dev
     backend = getattr(torch, dev.type, None) if dev.type in ("cuda", "mps", "xpu") else None
-    available = backend is not None and backend.is_available()
-    if not available:
+    if backend is None or not backend.is_available():
         why = ("this torch is a CPU-only build" if dev.type == "cuda" and torch.version.cuda
                is None else "no such device is visible")
         raise ValueError(f"{name} {str(value)!r} requested but {dev.type.upper()} is not "

@@ -21,7 +21,8 @@ import argparse
 import os
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, NoReturn
+from functools import partial
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 import torch
 
@@ -29,6 +30,9 @@ if TYPE_CHECKING:
     from gzoo.ca import Rule
     from gzoo.models import CAModel
     from gzoo.train import TrainConfig
+
+
+T = TypeVar("T")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -43,40 +47,37 @@ def _quote(text: str, limit: int = 40) -> str:
     return repr(text if len(text) <= limit else text[:limit] + "…")
 
 
+def _checked(convert: Callable[[str], T], kind: str, check: Callable[[T], T]
+             ) -> Callable[[str], T]:
+    """An option type: ``convert`` the text (else "expected ``kind``"), then ``check`` it; both
+    failures become argparse's one-line usage error naming the value."""
+
+    def parse(text: str) -> T:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {kind}, got {_quote(text)}") from None
+        try:
+            return check(value)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    parse.__name__ = kind
+    return parse
+
+
 def _int(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
     """An option type: an int in ``[minimum, maximum]`` (checked by ``check_int``)."""
     from gzoo._checks import check_int
 
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an int, got {_quote(text)}") from None
-        try:
-            return check_int("the value", value, minimum, maximum)
-        except ValueError as e:
-            raise argparse.ArgumentTypeError(str(e)) from None
-
-    parse.__name__ = "int"
-    return parse
+    return _checked(int, "an int", lambda v: check_int("the value", v, minimum, maximum))
 
 
 def _float(minimum: float, maximum: float) -> Callable[[str], float]:
     """An option type: a finite float in ``[minimum, maximum]``."""
     from gzoo._checks import check_float
 
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {_quote(text)}") from None
-        try:
-            return check_float("the value", value, minimum, maximum)
-        except ValueError as e:
-            raise argparse.ArgumentTypeError(str(e)) from None
-
-    parse.__name__ = "float"
-    return parse
+    return _checked(float, "a number", lambda v: check_float("the value", v, minimum, maximum))
 
 
 def _device(text: str) -> str:
@@ -309,12 +310,12 @@ def _simulate(args: argparse.Namespace) -> int:
 
     g = torch.Generator().manual_seed(args.seed)
     board = (torch.rand(args.size, args.size, generator=g) < args.density).to(device)
+    advance: Callable[[torch.Tensor], torch.Tensor]
     if model is not None:
         advance = model.step
         who = f"{args.model} (model of {trained_on})"
     else:
-        def advance(x: torch.Tensor) -> torch.Tensor:
-            return step(x, rule)
+        advance = partial(step, rule=rule)
         who = str(rule) + (f" ({rule.name})" if rule.name else "")
     show = False if args.quiet else None
     frames, last = simulation_frames(board, advance, args.steps, times, progress=show,
