@@ -92,11 +92,14 @@ def format_bytes(n: float) -> str:
     raise AssertionError("unreachable")
 
 
-def check_memory(need: int, what: str, hint: str = "") -> None:
+def check_memory(need: int, what: str, hint: str = "",
+                 device: torch.device | None = None) -> None:
     """Refuse (:class:`ValueError`) a job whose estimated memory ``need`` (bytes) exceeds what
-    is available (:func:`gzoo._system.available_memory`); ``what`` says what the estimate is
-    of, ``hint`` what to change. Nothing is checked where the available memory is unknown."""
-    have = available_memory()
+    is available (:func:`gzoo._system.available_memory`: main memory, or a CUDA ``device``'s);
+    ``what`` says what the estimate is of, ``hint`` what to change. Nothing is checked where the
+    available memory is unknown."""
+    have = available_memory(device)
     if have is not None and need > have:
-        raise ValueError(f"{what} needs about {format_bytes(need)} of memory, but only "
+        where = f" on {device}" if device is not None and device.type != "cpu" else ""
+        raise ValueError(f"{what} needs about {format_bytes(need)} of memory{where}, but only "
                          f"{format_bytes(have)} is available" + (f"; {hint}" if hint else ""))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import platform
 from pathlib import Path
 
+import torch
+
 __all__ = ["available_memory", "cpu_model"]
 
 
@@ -28,9 +30,12 @@ def _read_int(path: Path) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-def available_memory() -> int | None:
-    """Bytes this process can still allocate: ``MemAvailable`` of ``/proc/meminfo``, lowered by
-    a cgroup memory limit (containers, CI); ``None`` where neither can be read."""
+def available_memory(device: torch.device | None = None) -> int | None:
+    """Bytes this process can still allocate in main memory: ``MemAvailable`` of
+    ``/proc/meminfo``, lowered by a cgroup memory limit (containers, CI); ``None`` where neither
+    can be read. On a CUDA ``device``: the free memory of that GPU."""
+    if device is not None and device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
     found: list[int] = []
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():

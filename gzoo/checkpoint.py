@@ -375,8 +375,7 @@ def output_lock(folder: str | os.PathLike[str]) -> Iterator[Path]:
             made.append(parent)
             parent = parent.parent
         for p in reversed(made):
-            p.mkdir()
-            p.chmod(_mode(0o777))
+            p.mkdir()  # 0o777 less the umask
         lock = _lock_file(key)
         fd = _acquire(path, lock)
     except OSError as e:

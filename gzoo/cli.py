@@ -125,15 +125,24 @@ def _writable_file(path: str) -> None:
         raise ValueError(f"--out {path!r}: cannot write into {parent}")
 
 
-#: Memory per cell of a simulation by the rule: the soup drawn as float32 (4 bytes), the board
-#: and the peak of one :func:`gzoo.ca.step` (about 14 bytes per cell on a 4096² board).
-RULE_BYTES_PER_CELL = 20
+#: Main memory per cell of drawing a random soup (float32 draws, then the board).
+SOUP_BYTES_PER_CELL = 5
+#: Memory per cell of one :func:`gzoo.ca.step` of the byte simulator: the board, its successor
+#: and the temporaries (a peak of about 14 bytes per cell measured on a 4096² board).
+STEP_BYTES_PER_CELL = 16
 
 
-def _check_memory(need: float, what: str, hint: str) -> None:
-    from gzoo._checks import check_memory
+def _check_memory(what: str, hint: str, host: float, work: float, device: str) -> None:
+    """Refuse a run whose estimate does not fit: ``host`` bytes kept in main memory (histories,
+    pictures, data), ``work`` bytes of computation on ``device`` (main memory for the CPU)."""
+    from gzoo._checks import check_device, check_memory
 
-    check_memory(int(need), what, hint)
+    dev = check_device(device)
+    if dev.type == "cpu":
+        check_memory(int(host + work), what, hint)
+    else:
+        check_memory(int(host), what, hint)
+        check_memory(int(work), what, hint, device=dev)
 
 
 def _equivariance_table(dtypes: tuple[torch.dtype, ...], device: str = "cpu") -> None:
@@ -175,16 +184,15 @@ def _load_ca_model(name_or_path: str, device: str | None = None) -> tuple[CAMode
     return model, rule
 
 
-def _check_rollout_memory(model: CAModel, size: int, steps: int, boards: int = 1) -> None:
-    """A self-fed rollout beside the rule keeps both histories, ``2·(steps + 1)`` boards, and
-    runs the model on ``boards`` boards at a time."""
+def _check_rollout_memory(model: CAModel, size: int, steps: int, device: str) -> None:
+    """A self-fed rollout beside the rule keeps both histories (``2·(steps + 1)`` boards) in
+    main memory and runs the model on one board at a time."""
     from gzoo.models import activation_bytes_per_cell
 
     cells = size * size
-    need = (2 * (steps + 1) * boards + 4 * boards) * cells \
-        + activation_bytes_per_cell(model) * boards * cells
-    _check_memory(need, f"a rollout of {steps} steps on {size}×{size}",
-                  "lower --size or --steps")
+    _check_memory(f"a rollout of {steps} steps on {size}×{size}", "lower --size or --steps",
+                  host=(2 * (steps + 1) + SOUP_BYTES_PER_CELL) * cells,
+                  work=activation_bytes_per_cell(model) * cells, device=device)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -199,7 +207,7 @@ def _demo(args: argparse.Namespace) -> int:
     _writable_file(args.out)
     t0 = time.perf_counter()
     model, rule = _load_ca_model(args.model, args.device)
-    _check_rollout_memory(model, args.size, args.steps)
+    _check_rollout_memory(model, args.size, args.steps, args.device)
     print(f"loaded {args.model}: {type(model).__name__}({model.init_kwargs()}), "
           f"{model.n_params} parameters, trained on {rule} ({rule.name or 'unnamed'})")
     print(f"exactness: {verify_exact(model, rule).summary()}")
@@ -255,7 +263,7 @@ def _show(args: argparse.Namespace) -> int:
 
     _writable_file(args.out)
     model, rule = _load_ca_model(args.checkpoint, args.device)
-    _check_rollout_memory(model, args.size, args.steps)
+    _check_rollout_memory(model, args.size, args.steps, args.device)
     res = infer_rule(model, check=False)
     g = torch.Generator().manual_seed(args.seed)
     soup = (torch.rand(args.size, args.size, generator=g) < 0.35).to(torch.uint8)
@@ -294,10 +302,14 @@ def _simulate(args: argparse.Namespace) -> int:
     model = trained_on = None
     if args.model:
         model, trained_on = _load_ca_model(args.model, args.device)
-    per_cell = RULE_BYTES_PER_CELL if model is None else 8 + activation_bytes_per_cell(model)
-    need = args.size**2 * per_cell + len(times) * (side * side + GIF_FRAME_BYTES * gif)
-    _check_memory(need, f"simulating a {args.size}×{args.size} board",
-                  "lower --size" + (" (or --steps: a GIF keeps its frames)" if gif else ""))
+    cells = args.size**2
+    per_cell = (STEP_BYTES_PER_CELL if model is None
+                else 2 + activation_bytes_per_cell(model))  # + the board, one byte a cell
+    _check_memory(f"simulating a {args.size}×{args.size} board",
+                  "lower --size" + (" (or --steps: a GIF keeps its frames)" if gif else ""),
+                  host=SOUP_BYTES_PER_CELL * cells
+                  + len(times) * (side * side + GIF_FRAME_BYTES * gif),
+                  work=per_cell * cells, device=args.device)
     notes = []
     if factor > 1:
         notes.append(f"pictures max-pooled {factor}×{factor} to {side}×{side} "
@@ -391,11 +403,12 @@ def _eval(args: argparse.Namespace) -> int:
     model, trained_on = _load_ca_model(args.checkpoint, device=args.device)
     rule = Rule.parse(args.rule) if args.rule else trained_on
     cells, pairs = args.size**2, 8 * args.boards
-    need = cells * (args.boards * 9 + pairs * 2  # soups (float64 draws) and the pairs x, y
-                    + 3 * 2 * (args.steps + 1)  # both rollout histories, three densities
-                    + activation_bytes_per_cell(model) * min(256, max(pairs, 3)))
-    _check_memory(need, f"evaluating on {args.boards} boards of {args.size}×{args.size} and "
-                  f"rollouts of {args.steps} steps", "lower --size, --boards or --steps")
+    _check_memory(f"evaluating on {args.boards} boards of {args.size}×{args.size} and "
+                  f"rollouts of {args.steps} steps", "lower --size, --boards or --steps",
+                  # soups (float64 draws), the pairs x and y, both rollout histories × 3 soups
+                  host=cells * (9 * args.boards + 2 * pairs + 6 * (args.steps + 1)),
+                  work=cells * activation_bytes_per_cell(model) * min(256, max(pairs, 3)),
+                  device=args.device)
     kwargs = ", ".join(f"{k}={v!r}" for k, v in model.init_kwargs().items())
     name = f" ({rule.name})" if rule.name else ""
     print(f"{args.checkpoint}: {type(model).__name__}({kwargs}), {model.n_params} params; "

@@ -90,7 +90,7 @@ def test_every_option_has_help_text():
 def test_simulate_refuses_what_does_not_fit_in_memory(tmp_path, capsys, monkeypatch):
     import gzoo._checks
 
-    monkeypatch.setattr(gzoo._checks, "available_memory", lambda: 10**6)
+    monkeypatch.setattr(gzoo._checks, "available_memory", lambda device=None: 10**6)
     out = tmp_path / "big.png"
     code, _, err = run(capsys, "simulate", "--size", 2000, "--out", out)
     assert code == 2
@@ -99,6 +99,20 @@ def test_simulate_refuses_what_does_not_fit_in_memory(tmp_path, capsys, monkeypa
     need = float(re.search(r"needs about ([\d.]+) MB", err)[1])
     assert 2000**2 * 20 / 1e6 <= need < 2000**2 * 30 / 1e6  # the board, not 100 frames of it
     assert not out.exists()
+
+
+@pytest.mark.parametrize("argv", [["demo", "--size", 500],
+                                  ["show", "b3s23_p4", "--out", "x.png", "--size", 500],
+                                  ["eval", "b3s23_p4", "--size", 500]])
+def test_rollouts_and_evaluations_check_memory_first(tmp_path, capsys, monkeypatch, argv):
+    import gzoo._checks
+
+    monkeypatch.setattr(gzoo._checks, "available_memory", lambda device=None: 10**6)
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and out == ""
+    one_line_error(err, "500×500", "needs about", "but only 1.0 MB is available", "lower --size")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_simulate_keeps_pooled_pictures_of_a_large_board(tmp_path, capsys):
