@@ -244,20 +244,24 @@ def test_train_never_replaces_a_folder_that_is_not_a_checkpoint(user_files, caps
 
 
 @pytest.mark.slow
-def test_a_second_training_into_the_same_folder_is_refused(user_files, capsys):
+def test_a_second_training_into_the_same_folder_is_refused(user_files, tmp_path_factory,
+                                                           capsys):
     """A real second process: it trains into runs/x; this one is refused at once; an
     interrupted run leaves nothing behind (no checkpoint, staging folder or lock)."""
     out = user_files / "runs" / "x"
+    log = tmp_path_factory.mktemp("log") / "stderr.txt"
     before = snapshot(user_files)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gzoo", "train", "--rule", "B3/S23", "--model", "p4", "--width",
-         "2", "--steps", "1000000", "--check-every", "1000000", "--restarts", "0", "--quiet",
-         "--out", str(out)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO),
+           "GZOO_PROGRESS_SECONDS": "0.5"}
+    with open(log, "w") as err_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gzoo", "train", "--rule", "B3/S23", "--model", "p4",
+             "--width", "2", "--steps", "1000000", "--check-every", "1000000", "--restarts", "0",
+             "--out", str(out)], env=env, stdout=subprocess.DEVNULL, stderr=err_file)
     try:
         deadline = time.monotonic() + 180
-        while not any(p.name.startswith(".x.partial-") for p in out.parent.glob(".*")):
-            assert proc.poll() is None, proc.communicate()
+        while "attempt 1/1: " not in log.read_text():  # training has started
+            assert proc.poll() is None, log.read_text()
             assert time.monotonic() < deadline, "the first training did not start"
             time.sleep(0.2)
         t0 = time.monotonic()
@@ -266,8 +270,9 @@ def test_a_second_training_into_the_same_folder_is_refused(user_files, capsys):
         one_line_error(err, str(out), f"another process (process {proc.pid}) is writing")
     finally:
         proc.send_signal(signal.SIGINT)
-        _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 130 and "gzoo train: interrupted" in stderr
+        proc.wait(timeout=120)
+    stderr = log.read_text()
+    assert proc.returncode == 130 and "gzoo train: interrupted" in stderr, stderr[-2000:]
     assert snapshot(user_files) == before
 
 
