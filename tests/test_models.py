@@ -12,6 +12,7 @@ from gzoo.models import (
     PRESETS,
     CAModel,
     MultiScale,
+    SimpleCNN,
     SimpleCNNSmall,
     SimpleCNNTiny,
     boards_to_onehot,
@@ -233,7 +234,10 @@ def test_build_model_by_class_name_and_errors():
     [
         ({"group": "p6"}, "unknown group 'p6'"),
         ({"width": 0}, "width must be a positive int"),
-        ({"depth": -1}, "depth must be an int ≥ 0"),
+        ({"depth": -1}, r"depth must be an int in 0\.\.64, got -1"),
+        ({"depth": 10**6}, r"depth must be an int in 0\.\.64, got 1000000"),
+        ({"width": 10**6}, r"GCNN\(group='p8', width=1000000, .*\) would have \d{13} "
+                           r"parameters; gzoo models have at most 10,000,000"),
         ({"backend": "escnn"}, "backend must be one of"),
         ({"pool": "sum"}, "pool must be 'max' or 'mean'"),
     ],
@@ -241,6 +245,23 @@ def test_build_model_by_class_name_and_errors():
 def test_gcnn_argument_checks(kwargs, match):
     with pytest.raises(ValueError, match=match):
         GCNN(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("module", "make"),
+    [("gcnn", lambda: GCNN("p4", width=1, depth=0)), ("gcnn", lambda: GCNN("p4m", 3, 2)),
+     ("gcnn", lambda: GCNN("p8", 7, 1)), ("cnn", lambda: SimpleCNN(3, 2, 3)),
+     ("cnn", lambda: SimpleCNNSmall()), ("cnn", lambda: SimpleCNNTiny(5, 0, 7))],
+)
+def test_the_budget_counts_what_the_constructor_builds(module, make, monkeypatch):
+    """The size checked against MAX_PARAMS before allocation is the built model's size."""
+    import importlib
+
+    counted = []
+    monkeypatch.setattr(importlib.import_module(f"gzoo.models.{module}"), "check_param_budget",
+                        lambda name, kwargs, n: counted.append(n))
+    model = make()
+    assert counted == [model.n_params]
 
 
 def test_simple_cnn_argument_checks():
