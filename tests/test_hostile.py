@@ -31,6 +31,15 @@ from gzoo.models import build_model
 HAS_CUDA = torch.cuda.is_available()
 
 
+def assert_error(error, needle, call, *args, **kwargs):
+    """``call(*args, **kwargs)`` raises ``error``, whose message names the bad value
+    (contains ``needle``); returns the message."""
+    with pytest.raises(error) as info:
+        call(*args, **kwargs)
+    assert needle in str(info.value), str(info.value)
+    return str(info.value)
+
+
 # ---------------------------------------------------------------------------- rules
 @pytest.mark.parametrize(
     ("value", "shown"),
@@ -38,9 +47,8 @@ HAS_CUDA = torch.cuda.is_available()
      ("B３/S23", "'B３/S23'"), ("B3/S23/C4", "'B3/S23/C4'")],
 )
 def test_rules(value, shown):
-    with pytest.raises(RuleError) as info:
-        step(torch.zeros(4, 4, dtype=torch.uint8), value)
-    assert f"invalid rule {shown}" in str(info.value)
+    assert_error(RuleError, f"invalid rule {shown}", step, torch.zeros(4, 4, dtype=torch.uint8),
+                 value)
 
 
 # ---------------------------------------------------------------------------- boards
@@ -57,9 +65,7 @@ def test_rules(value, shown):
     ],
 )
 def test_boards(board, error, needle):
-    with pytest.raises(error) as info:
-        as_uint8_boards(board)
-    assert needle in str(info.value)
+    assert_error(error, needle, as_uint8_boards, board)
 
 
 # ---------------------------------------------------------------------------- layers
@@ -83,9 +89,7 @@ def test_boards(board, error, needle):
     ],
 )
 def test_layers(make, error, needle):
-    with pytest.raises(error) as info:
-        make()
-    assert needle in str(info.value)
+    assert_error(error, needle, make)
 
 
 # ---------------------------------------------------------------------------- inference
@@ -105,9 +109,7 @@ def test_layers(make, error, needle):
     ],
 )
 def test_inference(call, error, needle):
-    with pytest.raises(error) as info:
-        call()
-    assert needle in str(info.value)
+    assert_error(error, needle, call)
 
 
 # ---------------------------------------------------------------------------- checkpoints: load
@@ -220,9 +222,7 @@ def test_load(ckpt, spoil):
     once (no terabyte allocation, no hang), and loading changes nothing."""
     needle = spoil(ckpt)
     before = snapshot(ckpt.parent)
-    with pytest.raises(CheckpointError) as info:
-        load_pretrained(ckpt)
-    assert str(ckpt) in str(info.value) and needle in str(info.value)
+    assert str(ckpt) in assert_error(CheckpointError, needle, load_pretrained, ckpt)
     assert snapshot(ckpt.parent) == before
 
 
@@ -232,9 +232,8 @@ def test_load(ckpt, spoil):
      (5, "got int 5")] + ([] if HAS_CUDA else [("cuda", "'cuda' requested but CUDA is not")]),
 )
 def test_load_onto_a_device_that_is_not_here(ckpt, device, needle):
-    with pytest.raises(CheckpointError) as info:
-        load_pretrained(ckpt, device=device)
-    assert str(ckpt) in str(info.value) and needle in str(info.value)
+    assert str(ckpt) in assert_error(CheckpointError, needle, load_pretrained, ckpt,
+                                     device=device)
 
 
 @pytest.mark.parametrize(
@@ -243,9 +242,7 @@ def test_load_onto_a_device_that_is_not_here(ckpt, device, needle):
      ("x" * 5000, CheckpointError, "File name too long")],
 )
 def test_load_names(name, error, needle):
-    with pytest.raises(error) as info:
-        load_pretrained(name)
-    assert needle in str(info.value)
+    assert_error(error, needle, load_pretrained, name)
 
 
 # ---------------------------------------------------------------------------- checkpoints: save
@@ -274,9 +271,7 @@ def test_load_names(name, error, needle):
 def test_save(user_files, monkeypatch, call, error, needle):
     monkeypatch.chdir(user_files)
     before = snapshot(user_files)
-    with pytest.raises(error) as info:
-        call(user_files)
-    assert needle in str(info.value)
+    assert_error(error, needle, call, user_files)
     assert snapshot(user_files) == before
 
 
