@@ -409,7 +409,8 @@ def _acquire(path: Path, lock: Path) -> int:
                 f"another process is writing this checkpoint (lock file {lock}; remove it "
                 "if no gzoo process is running)")) from None
     for _ in range(5):
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+        # O_NOFOLLOW: a symbolic link planted as the lock file is refused, never written through
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -423,9 +424,14 @@ def _acquire(path: Path, lock: Path) -> int:
             same = os.stat(lock).st_ino == os.fstat(fd).st_ino
         except FileNotFoundError:
             same = False
+        held = os.read(fd, 64).strip()
+        if same and held and not held.isdigit():  # not a lock of ours: leave it alone
+            os.close(fd)
+            raise CheckpointError(path, (
+                f"{lock} exists and is not a gzoo lock file; move it away to write here"))
         if same:
             os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid()}\n".encode())
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
             return fd
         os.close(fd)
     raise CheckpointError(path, f"could not take the lock {lock}; try again")

@@ -275,6 +275,20 @@ def test_save(user_files, monkeypatch, call, error, needle):
     assert snapshot(user_files) == before
 
 
+@pytest.mark.parametrize(
+    ("plant", "needle"),
+    [(lambda lock, f: lock.symlink_to(f / "notes.txt"),
+      "cannot lock it: Too many levels of symbolic links"),
+     (lambda lock, f: lock.write_text("my data\n"), ".c.lock exists and is not a gzoo lock")],
+)
+def test_a_planted_lock_file_is_never_written_through(user_files, plant, needle):
+    plant(user_files / ".c.lock", user_files)
+    before = snapshot(user_files)
+    assert_error(CheckpointError, needle, save_checkpoint, build_model("p4"), user_files / "c",
+                 rule="B3/S23")
+    assert snapshot(user_files) == before
+
+
 # ---------------------------------------------------------------------------- CLI options
 NO_CUDA = [] if HAS_CUDA else [
     (["eval", "b3s23_p4", "--device", "cuda"], ["'cuda' requested but CUDA is not available"]),
