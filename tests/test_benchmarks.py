@@ -121,7 +121,7 @@ def test_equivariance_script(tmp_path):
     assert {(r["layer"], r["impl"], r["kernel_size"]) for r in rot} == {
         (layer, impl, 5) for layer in ("P8LiftConv", "P8Conv") for impl in impls}
     for r in rot:
-        assert 0 <= r["floor_in_mean"] and 0 < r["interp45_mean"] < 2 and r["ring45_mean"] > 0
+        assert 0 <= r["floor_in_mean"] and 0 < r["interp45_mean"] < 2
         if r["band_wavelength"] == 8:  # smooth: the interpolation floor is well below
             assert r["floor_in_mean"] < 1e-2 and r["floor_in_mean"] < r["interp45_mean"]
     smooth = {(r["layer"], r["impl"]): r["interp45_mean"] for r in rot
