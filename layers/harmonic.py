@@ -161,8 +161,9 @@ class _Harmonic(GroupCorrelation):
         shape = (o, i, self.n_basis) if self.lifting else (o, i, h, self.n_basis)
         self.weight = nn.Parameter(torch.empty(shape, **factory))
         self.bias = nn.Parameter(torch.empty(o, **factory)) if self.has_bias else None
-        self.register_buffer("_basis", t.to(device, dtype or torch.get_default_dtype()),
-                             persistent=False)
+        # a copy of its own (the sampled basis is cached per k): no layer can alter another's
+        self.register_buffer("_basis", t.to(device, dtype or torch.get_default_dtype(),
+                                            copy=True), persistent=False)
         # group layers: row (g, i, h) of the permuted coefficients is row (i, h' = g⁻¹h) of
         # weight[o].view(C_in·8, J): the regular permutation of eq. 11 (lifting: none).
         index = torch.empty(0, dtype=torch.long)
