@@ -180,7 +180,7 @@ def test_parameters_init_and_bank(cls):
     coeffs = layer.coefficients_of(base.reshape(*layer.weight.shape[:-1], k, k))
     torch.testing.assert_close(coeffs, layer.weight.detach(), rtol=1e-4, atol=1e-5)
     assert "rotation='harmonic'" in repr(layer)
-    # each layer owns its basis (the sampled basis is cached per k; float64 avoids no copy)
+    # each layer owns its basis (the sampled basis is cached per k, in float64 on the CPU)
     a, b = (cls(1, 1, 3, dtype=torch.float64) for _ in range(2))
     a._basis.zero_()
     assert b.expand_filter().abs().sum() > 0 and sampled_basis(3).abs().sum() > 0
