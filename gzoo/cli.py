@@ -3,8 +3,10 @@
     gzoo demo                                    a pretrained p8 net runs HighLife beside the rule
     gzoo equivariance                            equivariance error of every layer
     gzoo infer-rule DIR_OR_NAME                  read the rule back out of a network
+    gzoo symmetry DIR_OR_NAME | --rule R         which symmetries the dynamics respect
     gzoo show DIR_OR_NAME --out fig.png          filters, class response, rollout
     gzoo simulate --rule B36/S23 --out run.png   a simulation history (PNG montage or GIF)
+    gzoo simulate --pattern gun.rle --out a.gif  an RLE pattern on a torus
     gzoo train --rule B36/S23 --model p8 --out DIR
     gzoo eval DIR_OR_NAME                        exactness, held-out accuracy, rollout agreement
     gzoo zoo                                     the installed checkpoints
@@ -21,6 +23,8 @@ import sys
 from typing import TYPE_CHECKING, NoReturn
 
 import torch
+
+from gzoo.ca.families import FAMILIES
 
 if TYPE_CHECKING:
     from gzoo.ca import Rule
@@ -119,13 +123,61 @@ def _infer_rule(args: argparse.Namespace) -> int:
     from gzoo.infer import infer_rule
 
     model, trained_on = _load_ca_model(args.checkpoint)
-    res = infer_rule(model, args.neighbourhood, check_steps=args.steps)
+    res = infer_rule(model, args.family, check_steps=args.steps)
     print(res.summary())
     print(res.class_table())
     if res.rule is not None:
         verdict = "matches" if res.rule == trained_on else "DIFFERS FROM"
         print(f"inferred rule {res.rule} {verdict} the rule it was trained on ({trained_on})")
-    return 0 if res.consistent else 1
+    return 0 if res.rule is not None else 1
+
+
+def _symmetry(args: argparse.Namespace) -> int:
+    """The symmetry of a network, a rule's dynamics or a saved history, with the evidence."""
+    from gzoo.ca import Rule, simulate
+    from gzoo.infer import infer_symmetry
+
+    given = [x for x in (args.checkpoint, args.rule, args.data) if x is not None]
+    if len(given) != 1:
+        raise ValueError("give exactly one of CHECKPOINT, --rule or --data "
+                         f"(got {len(given)})")
+    if args.checkpoint is not None:
+        model, _ = _load_ca_model(args.checkpoint)
+        res = infer_symmetry(model)
+    elif args.rule is not None:
+        rule = Rule.parse(args.rule)
+        g = torch.Generator().manual_seed(args.seed)
+        density = 0.05 + 0.9 * torch.rand(args.boards, 1, 1, generator=g)
+        soups = torch.rand(args.boards, args.size, args.size, generator=g) < density
+        history = simulate(soups, rule, args.steps)
+        res = infer_symmetry(history)
+        print(f"{rule}: the table's own symmetry is {rule.symmetry.name}"
+              f"{' with' if rule.symmetry.ring else ' without'} the 45° ring rotation")
+    else:
+        res = infer_symmetry(_load_history(args.data))
+    print(res.summary())
+    print(res.table())
+    return 0
+
+
+def _load_history(path: str) -> torch.Tensor:
+    """A history ``[T+1, (B,) H, W]`` from a .npy file or a tensor saved with torch.save."""
+    import numpy as np
+
+    if path.endswith(".npy"):
+        try:
+            return torch.from_numpy(np.load(path, allow_pickle=False))
+        except (OSError, ValueError) as e:
+            raise ValueError(f"cannot read {path!r} as a numpy array: {e}") from None
+    if path.endswith((".pt", ".pth")):
+        try:
+            data = torch.load(path, weights_only=True)
+        except Exception as e:  # torch raises several unrelated types for bad files
+            raise ValueError(f"cannot read {path!r} as a saved tensor: {e}") from None
+        if not isinstance(data, torch.Tensor):
+            raise ValueError(f"{path!r} holds a {type(data).__name__}, not a tensor")
+        return data
+    raise ValueError(f"--data must be a .npy or .pt file, got {path!r}")
 
 
 def _show(args: argparse.Namespace) -> int:
@@ -149,15 +201,26 @@ def _simulate(args: argparse.Namespace) -> int:
     from gzoo.ca import Rule, simulate
     from gzoo.plots import save_simulation
 
-    rule = Rule.parse(args.rule)
-    if args.size < 1 or args.steps < 0:
+    if (args.size is not None and args.size < 1) or args.steps < 0:
         raise ValueError(f"need --size ≥ 1 and --steps ≥ 0, got {args.size} and {args.steps}")
     if not 0.0 <= args.density <= 1.0:
         raise ValueError(f"--density must be in [0, 1], got {args.density}")
     if not args.out.lower().endswith((".png", ".gif")):
         raise ValueError(f"--out must end in .png or .gif, got {args.out!r}")
-    g = torch.Generator().manual_seed(args.seed)
-    board = torch.rand(args.size, args.size, generator=g) < args.density
+    if args.pattern is not None:
+        from gzoo.ca import PATTERNS, load_pattern, place_on_torus, read_rle
+
+        pattern, pattern_rule = (load_pattern(args.pattern) if args.pattern in PATTERNS
+                                 else read_rle(args.pattern))
+        rule = Rule.parse(args.rule or pattern_rule or "B3/S23")
+        if pattern_rule is not None and rule != pattern_rule:
+            print(f"note: the pattern's own rule is {pattern_rule}; running {rule} as asked")
+        board = place_on_torus(pattern, args.size).bool()
+    else:
+        rule = Rule.parse(args.rule or "B3/S23")
+        size = 64 if args.size is None else args.size
+        g = torch.Generator().manual_seed(args.seed)
+        board = torch.rand(size, size, generator=g) < args.density
     if args.model:
         model, trained_on = _load_ca_model(args.model)
         history = [board]
@@ -170,8 +233,8 @@ def _simulate(args: argparse.Namespace) -> int:
         who = str(rule) + (f" ({rule.name})" if rule.name else "")
     path = save_simulation(hist, args.out, title=who, n_frames=args.frames, fps=args.fps)
     alive = hist[-1].float().mean().item()
-    print(f"{who}: {args.size}×{args.size}, {args.steps} steps, final density {alive:.3f} "
-          f"→ {path}")
+    height, width = board.shape
+    print(f"{who}: {height}×{width}, {args.steps} steps, final density {alive:.3f} → {path}")
     return 0
 
 
@@ -302,9 +365,12 @@ def build_parser() -> argparse.ArgumentParser:
     eq.add_argument("--seed", type=int, default=0)
     eq.set_defaults(func=_equivariance)
 
-    inf = sub.add_parser("infer-rule", help="read the B/S rule back out of a network")
+    inf = sub.add_parser("infer-rule", help="read the rule back out of a network")
     inf.add_argument("checkpoint", help="zoo name or checkpoint folder")
-    inf.add_argument("--neighbourhood", default="auto", choices=("auto", "moore", "von_neumann"))
+    inf.add_argument("--family", "--neighbourhood", default="auto",
+                     choices=("auto", *FAMILIES, "moore"),
+                     help="read the rule in this family (default: the smallest that fits; "
+                          "'moore' = outer_totalistic)")
     inf.add_argument("--steps", type=int, default=64, help="steps of the immediate check (64)")
     inf.set_defaults(func=_infer_rule)
 
@@ -317,8 +383,12 @@ def build_parser() -> argparse.ArgumentParser:
     show.set_defaults(func=_show)
 
     sim = sub.add_parser("simulate", help="simulate a rule and write a PNG montage or a GIF")
-    sim.add_argument("--rule", default="B3/S23", help="rule, e.g. B36/S23 (default B3/S23)")
-    sim.add_argument("--size", type=int, default=64, help="board side (default 64)")
+    sim.add_argument("--rule", help="rule, e.g. B36/S23 or B3/S2-i34q (default: the pattern's "
+                                    "rule, else B3/S23)")
+    sim.add_argument("--pattern", help="an RLE file (or a shipped pattern: "
+                                       "glider, gosper_gun, replicator) placed at the centre")
+    sim.add_argument("--size", type=int, help="board side (default 64; with --pattern fitted "
+                                              "to it)")
     sim.add_argument("--steps", type=int, default=100, help="steps (default 100)")
     sim.add_argument("--density", type=float, default=0.3, help="initial density (0.3)")
     sim.add_argument("--seed", type=int, default=0)
@@ -346,6 +416,17 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=int, default=12345, help="seed of the fresh data")
     ev.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
     ev.set_defaults(func=_eval)
+
+    sym = sub.add_parser("symmetry", help="which symmetries of the square a network, a rule's "
+                                          "dynamics or a saved history respect")
+    sym.add_argument("checkpoint", nargs="?", help="zoo name or checkpoint folder")
+    sym.add_argument("--rule", help="simulate this rule from random soups and test the data")
+    sym.add_argument("--data", help="a saved history [T+1, (B,) H, W] (.npy or .pt)")
+    sym.add_argument("--boards", type=int, default=16, help="soups for --rule (16)")
+    sym.add_argument("--size", type=int, default=32, help="board side for --rule (32)")
+    sym.add_argument("--steps", type=int, default=4, help="steps for --rule (4)")
+    sym.add_argument("--seed", type=int, default=0, help="seed of the soups for --rule")
+    sym.set_defaults(func=_symmetry)
 
     zoo = sub.add_parser("zoo", help="list the installed pretrained checkpoints")
     zoo.set_defaults(func=_zoo)

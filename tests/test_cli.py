@@ -226,3 +226,40 @@ def test_infer_rule_missing_checkpoint_is_one_line(tmp_path, capsys):
     code, _, err = run(capsys, "infer-rule", tmp_path / "nope")
     assert code == 2
     one_line_error(err, "nope")
+
+
+# ---------------------------------------------------------------------- rule families (issue 13)
+def test_symmetry_command_for_a_rule_a_checkpoint_and_saved_data(tmp_path, capsys):
+    import numpy as np
+
+    from gzoo.ca import simulate
+
+    assert main(["symmetry", "--rule", "B3/S2-i34q", "--boards", "4", "--size", "24"]) == 0
+    out = capsys.readouterr().out
+    assert "symmetry D4 but not the 45° ring" in out and "recommended model: p4m" in out
+    assert main(["symmetry", "b13s012v_p4m"]) == 0
+    assert "from model" in capsys.readouterr().out
+    soups = torch.rand(4, 24, 24, generator=torch.Generator().manual_seed(0)) < 0.4
+    np.save(tmp_path / "h.npy", simulate(soups, "B3/S23", 3).numpy())
+    assert main(["symmetry", "--data", str(tmp_path / "h.npy")]) == 0
+    assert "recommended model: p8" in capsys.readouterr().out
+    assert main(["symmetry"]) == 2
+    assert "exactly one of" in capsys.readouterr().err
+    assert main(["symmetry", "--data", str(tmp_path / "nope.csv")]) == 2
+    assert ".npy or .pt" in capsys.readouterr().err
+
+
+def test_simulate_runs_an_rle_pattern(tmp_path, capsys):
+    rle = tmp_path / "blinker.rle"
+    rle.write_text("x = 3, y = 1, rule = B3/S23\n3o!\n")
+    out = tmp_path / "b.png"
+    assert main(["simulate", "--pattern", str(rle), "--steps", "4", "--size", "9",
+                 "--out", str(out)]) == 0
+    assert out.is_file() and "9×9" in capsys.readouterr().out
+    assert main(["simulate", "--pattern", "replicator", "--rule", "B3/S23", "--steps", "2",
+                 "--out", str(tmp_path / "r.png")]) == 0
+    assert "the pattern's own rule is B36/S23" in capsys.readouterr().out
+    bad = tmp_path / "bad.rle"
+    bad.write_text("x = 2, y = 1\n5o!\n")
+    assert main(["simulate", "--pattern", str(bad), "--out", str(tmp_path / "x.png")]) == 2
+    assert "line 2, column 2" in capsys.readouterr().err
