@@ -53,9 +53,10 @@ from .rule import Rule
 
 __all__ = ["CHUNK_WORDS", "BitBoards", "Circuit", "compile_table"]
 
-#: Words per chunk of a step on CPU (planes of 128 KiB stay in L2; measured in
-#: ``benchmarks/simulate.py --chunk-sweep``). CUDA steps whole boards (up to ``2**26`` words).
-CHUNK_WORDS = 1 << 14
+#: Words per chunk of a step on CPU: large enough that the per-operation overhead of eager
+#: PyTorch is small, small enough for the last-level cache (``benchmarks/simulate.py
+#: --chunk-sweep``). CUDA steps up to ``2**26`` words at once.
+CHUNK_WORDS = 1 << 18
 _CUDA_CHUNK_WORDS = 1 << 26
 #: Cells per chunk when packing or unpacking (bounds the temporaries to ~2 MiB).
 _IO_CHUNK_CELLS = 1 << 21
@@ -462,7 +463,7 @@ def _fill_halo(p: Tensor, width: int) -> None:
     rows = p[:, 1:-1]
     if r < 64:  # bits r.. of the last word ← cells 0.. (bit r: east neighbour of cell W − 1)
         rows[..., nw].bitwise_and_((1 << r) - 1).bitwise_or_(rows[..., 1] << r)
-    rows[..., 0] = rows[..., nw] << (64 - r)  # bit 63 ← cell W − 1
+    rows[..., 0] = rows[..., nw] << (64 - r) if r < 64 else rows[..., nw]  # bit 63 ← cell W − 1
     rows[..., nw + 1] = rows[..., 1]  # bit 0 ← cell 0
     p[:, 0] = p[:, -2]
     p[:, -1] = p[:, 1]
@@ -502,7 +503,7 @@ def _unpack(words: Tensor, out: Tensor) -> None:
     """``words`` int64 ``[g, rows, nw]`` → ``out [g, rows, W]`` of 0/1 in ``out``'s dtype."""
     g, rows, nw = words.shape
     width = out.shape[-1]
-    index = words.contiguous().view(torch.uint8).view(-1).to(torch.int32)
+    index = words.view(torch.uint8).to(torch.int32).view(-1)  # one byte = 8 cells
     direct = out.dtype in (torch.bool, torch.uint8) and width == 64 * nw and out.is_contiguous()
     if direct and out.storage_offset() % 8 == 0:
         dst = out.view(torch.uint8).view(-1).view(torch.int64)
