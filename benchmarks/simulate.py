@@ -22,10 +22,11 @@ Every gzoo and pyseagull candidate must end in the same state (checked before ti
 round-robin (``common.bench``); ratios are per round against ``bytes step`` (medians and
 quartiles of paired ratios). One torch thread by default (``--threads``).
 
-Extra sections: ``--crossover`` (``step()`` bytes vs bits from 2⁸ to 2²⁰ cells: where
+Extra sections: ``--crossover`` (``step()`` bytes vs bits from 2¹⁰ to 2²⁰ cells: where
 ``backend="auto"`` switches), ``--chunk-sweep`` (bit-sliced step time against
 ``gzoo.ca.bitslice.CHUNK_WORDS``), ``--memory`` (peak RSS growth of one ``step`` on a
-``--memory-size``² board, default 20000², each backend in a fresh subprocess).
+``--memory-size``² board, default 20000², each backend in a fresh subprocess), ``--compile``
+(the packed step eager against ``torch.compile``, compile time included).
 
 Run ``python benchmarks/simulate.py --crossover --memory`` (a few minutes on 2 cores); writes
 ``simulate.json`` and ``simulate.png`` to ``--out`` (default ``benchmarks/out/``).
@@ -229,22 +230,22 @@ def run_setting(
 
 # ---------------------------------------------------------------------- extra sections
 def crossover(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """``step()`` per call, bytes vs bits, on square single boards of 2⁸ … 2²⁰ cells."""
+    """``step()`` per call, bytes vs bits, on single boards of 2¹⁰ … 2²⁰ cells."""
     out = []
     print("\n## crossover: step() per call, bytes / bits time (> 1: bits faster)")
     for rule_text in ("B3/S23", "random-map"):
         rule = parse_rule(rule_text, args.seed)
         bitslice._program(rule)  # compile outside the timing
-        for log2 in range(8, 21, 2):
-            side = 1 << (log2 // 2)
-            x = torch.rand(side, side, generator=torch.Generator().manual_seed(1)) < 0.4
+        for log2 in range(10, 21):
+            h, w = 1 << (log2 // 2), 1 << (log2 - log2 // 2)
+            x = torch.rand(h, w, generator=torch.Generator().manual_seed(1)) < 0.4
             reps = max(1, (1 << 18) >> log2)
             t = bench({
                 backend: loop(lambda y, b=backend, r=rule: step(y, r, backend=b), x, reps)
                 for backend in ("bytes", "bits")
             }, repeats=args.repeats, warmup=1)
             r = paired_ratio(t["bytes"], t["bits"])
-            out.append({"rule": rule_text, "cells": side * side,
+            out.append({"rule": rule_text, "cells": h * w,
                         "bytes_s": t["bytes"].median / reps, "bits_s": t["bits"].median / reps,
                         "bytes_over_bits": r["median"]})
     print_table(["rule", "cells", "bytes", "bits", "bytes/bits"],
@@ -275,6 +276,39 @@ def chunk_sweep(args: argparse.Namespace) -> list[dict[str, Any]]:
                 for k, v in t.items()]
     print_table(["rule", "chunk words", "per step"],
                 [[o["rule"], o["chunk_words"], fmt_time(o["step_s"])] for o in out])
+    return out
+
+
+def compile_section(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Packed steps, eager against ``torch.compile`` (inductor) of the same step function."""
+    out = []
+    print("\n## torch.compile: packed steps, eager vs compiled, time per step")
+    for h, w, b in args.settings:
+        x = torch.rand(b, h, w, generator=torch.Generator().manual_seed(1)) < 0.4
+        words = BitBoards.pack(x).words
+        for rule_text in ("B3/S23", "random-map"):
+            program = bitslice._program(parse_rule(rule_text, args.seed))
+
+            def one(s: torch.Tensor, program: Any = program, w: int = w) -> torch.Tensor:
+                d = torch.empty_like(s)
+                bitslice._step_words(s, d, program, w)
+                return d
+
+            t0 = time.perf_counter()
+            compiled = torch.compile(one, dynamic=False)
+            if not torch.equal(compiled(words), one(words)):
+                raise SystemExit(f"compiled step differs from eager ({rule_text}, {b}×{h}×{w})")
+            compile_s = time.perf_counter() - t0
+            t = bench({name: lambda f=f, y=words: f(y)
+                       for name, f in (("eager", one), ("compiled", compiled))},
+                      repeats=args.repeats, warmup=1, min_sample=0.05)
+            r = paired_ratio(t["eager"], t["compiled"])
+            out.append({"setting": f"{b}×{h}×{w}", "rule": rule_text, "compile_s": compile_s,
+                        "eager_s": t["eager"].median, "compiled_s": t["compiled"].median,
+                        "eager_over_compiled": r["median"]})
+    print_table(["setting", "rule", "eager", "compiled", "eager/compiled", "compile time"],
+                [[o["setting"], o["rule"], fmt_time(o["eager_s"]), fmt_time(o["compiled_s"]),
+                  f"{o['eager_over_compiled']:.2f}", f"{o['compile_s']:.0f} s"] for o in out])
     return out
 
 
@@ -332,6 +366,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--crossover", action="store_true", help="add the bytes/bits crossover")
     p.add_argument("--chunk-sweep", action="store_true", help="add the chunk-size sweep")
     p.add_argument("--memory", action="store_true", help="add the peak-RSS measurement")
+    p.add_argument("--compile", action="store_true",
+                   help="add eager vs torch.compile of the packed step (slow: compiles 4×)")
     p.add_argument("--memory-size", type=int, default=20000, help="board side for --memory")
     p.add_argument("--no-lifelib", action="store_true", help="skip lifelib even if installed")
     add_common_args(p)
@@ -387,6 +423,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         payload["crossover"] = crossover(args)
     if args.chunk_sweep:
         payload["chunk_sweep"] = chunk_sweep(args)
+    if args.compile:
+        payload["compile"] = compile_section(args)
     if args.memory:
         payload["memory"] = memory(args)
     payload["seconds"] = time.perf_counter() - t0

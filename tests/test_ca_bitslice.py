@@ -243,24 +243,29 @@ def test_auto_backend_follows_the_threshold(monkeypatch):
         return real(cls, x, shape)
 
     monkeypatch.setattr(BitBoards, "_from_uint8", classmethod(spy))
-    small = soup((4, 8), seed=1)
-    big = soup((2, 64, sim.BITS_MIN_CELLS // 64), seed=1)
+    monkeypatch.setitem(sim.BITS_MIN_CELLS, "counts", 2048)
+    monkeypatch.setitem(sim.BITS_MIN_CELLS, "table", 512)
+    table_rule = Rule.parse("B3/S2-i34q")
+    small, big = soup((4, 8, 16), seed=1), soup((2, 32, 32), seed=1)
     step(small, "B3/S23")
     assert calls == []
     step(big, "B3/S23")
-    assert calls == [big.numel()]
-    step(big, "B3/S23", backend="bytes")
-    step(small, "B3/S23", backend="bits")
+    step(small, table_rule)  # 512 cells: enough for a table rule
     assert calls == [big.numel(), small.numel()]
+    step(big, "B3/S23", backend="bytes")
+    step(small[0], "B3/S23", backend="bits")
+    assert calls == [big.numel(), small.numel(), small[0].numel()]
 
 
-def test_make_dataset_through_the_dispatch(monkeypatch):
-    kwargs = dict(rule="B36/S23", n_boards=2, size=(64, 160), steps=4, burn_in=5, seed=3)
-    auto = make_dataset(**kwargs)  # 20 480 cells per step: bit-sliced
-    monkeypatch.setattr(sim, "BITS_MIN_CELLS", 1 << 60)
+@pytest.mark.parametrize("rule", ["B36/S23", "B3/S2-i34q"])
+def test_make_dataset_through_the_dispatch(monkeypatch, rule):
+    kwargs = dict(rule=rule, n_boards=3, size=(20, 70), steps=4, burn_in=5, seed=3)
+    monkeypatch.setattr(sim, "BITS_MIN_CELLS", {"counts": 0, "table": 0})
+    bits = make_dataset(**kwargs)  # every step bit-sliced
+    monkeypatch.setattr(sim, "BITS_MIN_CELLS", {"counts": 1 << 60, "table": 1 << 60})
     ref = make_dataset(**kwargs)  # bytes only
-    assert torch.equal(auto.x, ref.x) and torch.equal(auto.y, ref.y)
-    assert torch.equal(auto.y, step(auto.x, "B36/S23", backend="bytes"))
+    assert torch.equal(bits.x, ref.x) and torch.equal(bits.y, ref.y)
+    assert torch.equal(bits.y, step(bits.x, rule, backend="bytes"))
 
 
 @pytest.mark.parametrize(

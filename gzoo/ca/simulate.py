@@ -46,9 +46,11 @@ __all__ = [
 
 #: ``backend=`` values of :func:`step` and :func:`simulate`.
 BACKENDS = ("auto", "bytes", "bits")
-#: From this many cells in a call (all boards together) ``backend="auto"`` runs bit-sliced:
-#: the crossover measured by ``benchmarks/simulate.py --crossover`` (1 CPU thread).
-BITS_MIN_CELLS = 1 << 14
+#: From how many cells in a call (all boards together) ``backend="auto"`` runs bit-sliced, for
+#: B/S(V) rules (``"counts"``: bitwise adders) and every other rule (``"table"``: the rule's
+#: circuit): the crossovers of one :func:`step` call, packing included, measured by
+#: ``benchmarks/simulate.py --crossover`` (1 CPU thread; ``simulate`` packs once and gains sooner).
+BITS_MIN_CELLS = {"counts": 1 << 18, "table": 1 << 16}
 
 _INT_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
@@ -134,13 +136,15 @@ def _step_u8(x: torch.Tensor, rule: Rule) -> torch.Tensor:
     return _table(rule.table, x.device)[pattern_index(x)]  # x' = table[pattern index]
 
 
-def _use_bits(backend: object, x: torch.Tensor) -> bool:
+def _use_bits(backend: object, x: torch.Tensor, rule: Rule) -> bool:
     """Whether ``backend`` (checked) runs ``x`` bit-sliced."""
     if not isinstance(backend, str):
         raise TypeError(f"backend must be a str, one of {BACKENDS}, got {type(backend).__name__}")
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    return backend == "bits" or (backend == "auto" and x.numel() >= BITS_MIN_CELLS)
+    if backend == "auto":
+        return x.numel() >= BITS_MIN_CELLS["counts" if rule.is_outer_totalistic else "table"]
+    return backend == "bits"
 
 
 def _restore(y: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -175,7 +179,7 @@ def step(boards: torch.Tensor, rule: Rule | str, *, backend: str = "auto") -> to
     """
     rule = Rule.parse(rule)
     x = as_uint8_boards(boards)
-    if _use_bits(backend, x):
+    if _use_bits(backend, x, rule):
         return BitBoards._from_uint8(x, tuple(x.shape)).step(rule).unpack(boards.dtype)
     return _restore(_step_u8(x, rule), boards.dtype)
 
@@ -196,7 +200,7 @@ def simulate(
     x = as_uint8_boards(board)
     hist = torch.empty((steps + 1, *x.shape), dtype=board.dtype, device=board.device)
     hist[0] = board
-    if _use_bits(backend, x):
+    if _use_bits(backend, x, rule):
         packed = BitBoards._from_uint8(x, tuple(x.shape))
         for t, state in enumerate(packed._evolve(rule, steps), start=1):
             state.unpack(out=hist[t])
