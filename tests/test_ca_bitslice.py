@@ -300,7 +300,13 @@ def test_bad_arguments_are_errors():
         compile_table(256, 3)
     with pytest.raises(ValueError, match="takes 3 input planes, got 2"):
         compile_table(0b10010110, 3)(var_planes(3)[:2], torch.empty(1, dtype=torch.int64))
-    assert isinstance(compile_table(0b10010110, 3), Circuit)
+    with pytest.raises(ValueError, match=r"gate 0 must be \(op, a, b\).*'nand'"):
+        Circuit(2, (("nand", 2, 3),), 4)
+    with pytest.raises(ValueError, match=r"gate 1 .*0 ≤ a, b < 5"):
+        Circuit(2, (("and", 2, 3), ("or", 5, 2)), 5)
+    with pytest.raises(ValueError, match="output must be a signal"):
+        Circuit(2, (), 4)
+    assert Circuit(2, (("xor", 2, 3),), 4).truth_table() == 0b0110
 
 
 @pytest.mark.cuda

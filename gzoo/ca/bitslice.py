@@ -93,6 +93,18 @@ class Circuit:
     _plan: tuple = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        check_int("n_inputs", self.n_inputs)
+        for i, gate in enumerate(self.gates):
+            me = 2 + self.n_inputs + i
+            ok = (isinstance(gate, tuple) and len(gate) == 3 and gate[0] in _FNS
+                  and all(isinstance(s, int) and 0 <= s < me for s in gate[1:]))
+            if not ok:
+                raise ValueError(
+                    f"gate {i} must be (op, a, b) with op in {sorted(_FNS)} and signals "
+                    f"0 ≤ a, b < {me} (constants, inputs, earlier gates), got {gate!r}")
+        if not isinstance(self.output, int) or not 0 <= self.output < 2 + self.n_inputs + len(
+                self.gates):
+            raise ValueError(f"output must be a signal of the circuit, got {self.output!r}")
         object.__setattr__(self, "_plan", self._make_plan())
 
     @property
