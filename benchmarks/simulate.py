@@ -9,7 +9,9 @@ Settings (``--settings HxWxB``): one 2048² board and 64 boards of 64² by defau
   step (count lookup for B/S rules, pattern-index lookup otherwise): the reference of every ratio;
 - ``bits step``: the same loop with ``backend="bits"``: every call packs, steps and unpacks;
 - ``bytes simulate`` / ``bits simulate``: :func:`gzoo.ca.simulate`, writing the whole history;
-- ``bits packed``: ``BitBoards.pack(x).step(rule, steps).unpack()``, the bit-sliced engine;
+- ``bits packed``: ``BitBoards.pack(x).step(rule, steps).unpack()``: packing once;
+- ``bits engine``: ``packed.step(rule, steps)`` on boards packed beforehand, packed out — the
+  bit-sliced step alone;
 - ``bytes table, int16 index`` (rules that are not B/S only; written here, not in gzoo): a leaner
   byte-per-cell table step — the nine-roll pattern index in ``int16`` and an ``index_select``
   gather instead of ``int64`` — a stronger byte baseline for the table ratios ("× lean");
@@ -118,6 +120,7 @@ def gzoo_candidates(boards: torch.Tensor, rule: Rule, steps: int) -> dict[str, C
         "bytes simulate": lambda: simulate(boards, rule, steps, backend="bytes")[-1],
         "bits simulate": lambda: simulate(boards, rule, steps, backend="bits")[-1],
         "bits packed": lambda: BitBoards.pack(boards).step(rule, steps).unpack(),
+        "bits engine": lambda: packed.step(rule, steps),
         FLOORS[0]: floor(boards, byte_dst),
         FLOORS[1]: floor(packed.words, word_dst),
     }
@@ -185,6 +188,7 @@ def check_agreement(cands: dict[str, Callable], names: Sequence[str]) -> None:
     ref = None
     for name in names:
         res = cands[name]()
+        res = res.unpack() if isinstance(res, BitBoards) else res
         res = torch.as_tensor(np.asarray(res.cpu() if isinstance(res, torch.Tensor) else res))
         res = res.bool()
         if ref is None:
@@ -205,7 +209,7 @@ def run_setting(
     program = bitslice._program(rule)
     compile_s = time.perf_counter() - t0
     cands = gzoo_candidates(boards, rule, steps)
-    compared = [BASE, "bits step", "bytes simulate", "bits simulate", "bits packed"]
+    compared = [BASE, "bits step", "bytes simulate", "bits simulate", "bits packed", "bits engine"]
     if not rule.is_outer_totalistic:
         cands[LEAN] = loop(lean_table_step(rule), boards, steps)
         compared.append(LEAN)

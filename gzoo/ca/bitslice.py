@@ -106,11 +106,13 @@ class Circuit:
                 self.gates):
             raise ValueError(f"output must be a signal of the circuit, got {self.output!r}")
         object.__setattr__(self, "_plan", self._make_plan())
+        used = frozenset(s - 2 for s in self._reachable() if 2 <= s < 2 + self.n_inputs)
+        object.__setattr__(self, "_used", used)
 
     @property
     def inputs_used(self) -> frozenset[int]:
         """Indices of the inputs the output depends on."""
-        return frozenset(s - 2 for s in self._reachable() if 2 <= s < 2 + self.n_inputs)
+        return self._used  # type: ignore[attr-defined,no-any-return]
 
     def truth_table(self) -> int:
         """The computed function: bit ``i`` is the output when input ``k`` is bit ``k`` of ``i``."""
@@ -428,7 +430,9 @@ def _step_moore(s: Tensor, out: Tensor, circuit: Circuit) -> None:
     # T = t0 + 2(k1 + a) + 4b: T₁ = a ⊕ k1, carry e = a k1; T₂ = b ⊕ e, T₃ = b e
     t1 = a ^ k1
     e = a.bitwise_and_(k1)
-    circuit([c[:, 1:-1], t0, t1, b ^ e, b.bitwise_and_(e)], out)
+    t2 = b ^ e
+    t3 = b.bitwise_and_(e) if 4 in circuit.inputs_used else b  # (b is not read otherwise)
+    circuit([c[:, 1:-1], t0, t1, t2, t3], out)
 
 
 def _step_von_neumann(s: Tensor, out: Tensor, circuit: Circuit) -> None:
