@@ -112,7 +112,7 @@ class Circuit:
     @property
     def inputs_used(self) -> frozenset[int]:
         """Indices of the inputs the output depends on."""
-        return self._used  # type: ignore[attr-defined,no-any-return]
+        return self._used  # type: ignore[attr-defined]
 
     def truth_table(self) -> int:
         """The computed function: bit ``i`` is the output when input ``k`` is bit ``k`` of ``i``."""
@@ -231,8 +231,8 @@ class _Builder:
         if isinstance(expr, int):
             return self.tables[expr]
         op, *args = expr  # type: ignore[misc]
-        ts = [self._cost(x, new) for x in args]
-        t = _apply(op, ts[0], ts[-1], self.full)
+        ts = [self._cost(x, new) for x in args]  # type: ignore[has-type]
+        t = _apply(op, ts[0], ts[-1], self.full)  # type: ignore[has-type]
         if t not in self.index:
             new.add(t)
         return t
@@ -241,8 +241,8 @@ class _Builder:
         if isinstance(expr, int):
             return expr
         op, *args = expr  # type: ignore[misc]
-        s = [self._emit(x) for x in args]
-        return self.gate(op, s[0], s[-1])
+        s = [self._emit(x) for x in args]  # type: ignore[has-type]
+        return self.gate(op, s[0], s[-1])  # type: ignore[has-type]
 
     def mux(self, v: int, hi: int, lo: int) -> int:
         """``v ? hi : lo`` in the form that adds the fewest gates (constants fold away)."""
@@ -311,7 +311,7 @@ def _prune(b: _Builder, output: int) -> Circuit:
             op, x, y = b.gates[s - base]
             stack += [x] if op == _NOT else [x, y]
     new_id = {s: s for s in range(base)}
-    gates = []
+    gates: list[tuple[str, int, int]] = []
     for s in sorted(need):
         op, x, y = b.gates[s - base]
         new_id[s] = base + len(gates)

@@ -144,7 +144,8 @@ def _step_u8(x: torch.Tensor, rule: Rule) -> torch.Tensor:
     if rule.is_outer_totalistic:
         k = _class_index(x, rule.neighbourhood)
         return torch.bitwise_right_shift(rule.table_bits, k.to(torch.int32)).bitwise_and_(1)
-    return _table(rule.table, x.device)[pattern_index(x)]  # x' = table[pattern index]
+    index = pattern_index(x)  # x' = table[pattern index]
+    return _table(rule.table, x.device).index_select(0, index.view(-1).int()).view(x.shape)
 
 
 def _use_bits(backend: object, x: torch.Tensor, rule: Rule) -> bool:
