@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.gzoo-installed
 
-.PHONY: demo test lint venv clean
+.PHONY: demo test lint typecheck check venv clean
 
 venv: $(STAMP)
 
@@ -23,7 +23,14 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check gzoo layers zoo tests benchmarks
+	$(VENV)/bin/ruff check gzoo layers zoo tests benchmarks .ci
+
+# mypy on the installed module names (gzoo/, layers/, zoo/ → gzoo, gzoo.layers, gzoo.zoo)
+typecheck: $(STAMP)
+	$(PY) .ci/typecheck.py
+
+# what CI runs: the tests, the lint and the type check
+check: test lint typecheck
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache .mypy_cache

@@ -5,6 +5,9 @@
     python benchmarks/train_zoo.py --reproduce          # retrain shipped entries from their
                                                         # recorded recipes and compare weights
     python benchmarks/train_zoo.py --baselines          # also the plain CNN baselines
+    python benchmarks/train_zoo.py --cards-only         # rewrite every shipped model card
+                                                        # from its config.json (weights and
+                                                        # configs untouched)
 
 An entry ships (is written to ``zoo/<slug>_<group>/``) only if it is exact: ``verify_exact``
 finds 0 wrong 3×3 neighbourhoods, and self-fed rollouts of 1000 steps from random soups at
@@ -30,7 +33,7 @@ from typing import Any
 import torch
 
 from gzoo.ca import RULES, Rule
-from gzoo.checkpoint import load_checkpoint, save_checkpoint
+from gzoo.checkpoint import README_FILE, load_checkpoint, model_card, read_config, save_checkpoint
 from gzoo.train import TrainConfig, train, weights_digest
 from gzoo.verify import rollout_agreement, symmetry_floor, verify_exact
 
@@ -117,7 +120,7 @@ def train_entry(rule: Rule, model: str, out_dir: Path, *, overwrite: bool) -> di
 def reproduce(folder: Path) -> dict[str, Any]:
     """Retrain a shipped entry from its recorded recipe; compare weights and exactness."""
     model = load_checkpoint(folder)
-    rec = model.config["train"]
+    rec = model.checkpoint.train
     cfg = TrainConfig.from_dict(rec)
     cfg = dataclasses.replace(cfg, seed=rec["seed_used"], restarts=0,
                               data_seed=rec["data_seed_used"])
@@ -125,7 +128,7 @@ def reproduce(folder: Path) -> dict[str, Any]:
     return {
         "name": folder.name,
         "same_weights": weights_digest(res.model) == weights_digest(model),
-        "exact": verify_exact(res.model, model.rule).exact,
+        "exact": verify_exact(res.model, model.checkpoint.rule).exact,
         "train_seconds": round(res.seconds, 2),
     }
 
@@ -191,9 +194,14 @@ Small networks that reproduce Life-like rules **exactly**, one folder per checkp
 (`model.safetensors`, `config.json`, model card `README.md`). Load one by name:
 
 ```python
+import torch
+
 import gzoo
+
 model = gzoo.load_pretrained("b36s23_p8")   # HighLife on a p8 GCNN, 218 parameters
-boards = model.step(boards)                  # bool/uint8 [H, W] or [B, H, W]
+print(model.checkpoint.rule)                 # B36/S23: what the checkpoint says, read-only
+boards = torch.rand(8, 64, 64) < 0.3         # bool/uint8 [B, H, W] or [H, W]
+boards = model.step(boards)                  # one step of the network
 ```
 
 An entry ships only if it is exact: `gzoo.verify_exact` finds 0 wrong 3×3 neighbourhoods (all
@@ -260,9 +268,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report", type=Path, default=ROOT / "benchmarks/out/zoo_train.json")
     parser.add_argument("--readme-only", action="store_true",
                         help="only rewrite zoo/README.md from the configs and the report")
+    parser.add_argument("--cards-only", action="store_true",
+                        help="only rewrite each shipped entry's model card from its config")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
 
+    if args.cards_only:
+        for folder in sorted(p for p in args.out_dir.iterdir() if (p / "config.json").is_file()):
+            card = model_card(read_config(folder), folder.name)
+            (folder / README_FILE).write_text(card, encoding="utf-8")
+            print(f"wrote {folder / README_FILE}")
+        return 0
     if args.readme_only:
         report = json.loads(args.report.read_text()) if args.report.is_file() else {}
         print(f"wrote {write_readme(args.out_dir, report)}")

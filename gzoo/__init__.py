@@ -3,12 +3,28 @@ pretrained networks that reproduce their rules exactly."""
 
 from __future__ import annotations
 
+from importlib.util import find_spec
+
+# layers/ and zoo/ become gzoo.layers and gzoo.zoo only through the package-dir mapping of an
+# install: from a bare checkout, say so in one line instead of "No module named 'gzoo.layers'".
+if find_spec("gzoo.layers") is None:
+    raise ImportError(
+        "gzoo is not installed: its layers/ and zoo/ folders become gzoo.layers and gzoo.zoo "
+        "only when installed; run `make` in the checkout (then use .venv/bin/python) or "
+        "`pip install -e .`"
+    )
+
 from gzoo import ca
 from gzoo._version import __version__
 from gzoo.ca import RULES, Rule, RuleError
-from gzoo.checkpoint import CheckpointError, load_pretrained, save_checkpoint
+from gzoo.checkpoint import (
+    CheckpointError,
+    CheckpointInfo,
+    load_pretrained,
+    save_checkpoint,
+)
 from gzoo.groups import C4, C8, D4, GROUPS, Group, get_group
-from gzoo.infer import infer_rule, infer_rule_from_data
+from gzoo.infer import infer_rule, infer_rule_from_data, infer_symmetry
 from gzoo.layers import (
     GroupBatchNorm,
     GroupCorrelation,
@@ -22,7 +38,15 @@ from gzoo.layers import (
     SpatialPool,
     group_pool,
 )
-from gzoo.models import GCNN, MODELS, MultiScale, SimpleCNNSmall, SimpleCNNTiny, build_model
+from gzoo.models import (
+    GCNN,
+    MODELS,
+    CAModel,
+    MultiScale,
+    SimpleCNNSmall,
+    SimpleCNNTiny,
+    build_model,
+)
 from gzoo.train import TrainConfig, train
 from gzoo.verify import ExactResult, rollout_agreement, verify_exact
 
@@ -34,7 +58,9 @@ __all__ = [
     "GROUPS",
     "MODELS",
     "RULES",
+    "CAModel",
     "CheckpointError",
+    "CheckpointInfo",
     "ExactResult",
     "Group",
     "GroupBatchNorm",
@@ -60,6 +86,7 @@ __all__ = [
     "group_pool",
     "infer_rule",
     "infer_rule_from_data",
+    "infer_symmetry",
     "load_pretrained",
     "rollout_agreement",
     "save_checkpoint",

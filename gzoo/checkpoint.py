@@ -4,11 +4,17 @@ A checkpoint is a folder holding
 
 * ``model.safetensors`` — the state dict, nothing else (safetensors metadata ``format: pt``);
 * ``config.json`` — ``{"format": "gzoo-checkpoint", "format_version": 1, "gzoo_version",
-  "model": {"class", "kwargs"}, "rule", "group", "n_params", "train", "metrics",
-  "weights_sha256"}``, enough to rebuild the model and to check the weights file;
+  "task", "rule", "model": {"class", "kwargs"}, "group", "n_params", "train", "metrics",
+  "weights_sha256"}``, enough to rebuild the model and to check the weights file (``task`` is
+  optional and defaults to ``"cellular-automaton"``, the only task so far; ``rule`` is required
+  for that task);
 * ``README.md`` — a model card generated from the config;
 
 and possibly extra files a training run adds (``metrics.jsonl``, ``training_curve.png``).
+
+Loading returns the model in eval mode; what the folder says about it travels beside the
+module's weights as one read-only record, ``model.checkpoint`` (a :class:`CheckpointInfo`:
+``path``, ``task``, ``rule``, and the parsed ``config``).
 
 Saving writes everything into a temporary sibling folder and renames it into place, so a crash
 leaves no half-written checkpoint, and it never replaces an existing folder unless asked
@@ -24,6 +30,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,15 +39,18 @@ from torch import nn
 
 from gzoo._version import __version__
 from gzoo.ca import Rule
-from gzoo.models import MODELS, CAModel
+from gzoo.models import MODELS, CAModel, ZooModel
 
 __all__ = [
     "CONFIG_FILE",
     "FORMAT",
     "FORMAT_VERSION",
     "README_FILE",
+    "TASKS",
+    "TASK_CA",
     "WEIGHTS_FILE",
     "CheckpointError",
+    "CheckpointInfo",
     "load_checkpoint",
     "load_pretrained",
     "model_card",
@@ -56,6 +66,10 @@ FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 README_FILE = "README.md"
+#: The task of a cellular-automaton checkpoint: one step of ``rule`` on the torus.
+TASK_CA = "cellular-automaton"
+#: Every task this gzoo reads (``config.json``'s ``"task"``).
+TASKS = (TASK_CA,)
 
 
 class CheckpointError(Exception):
@@ -69,6 +83,46 @@ class CheckpointError(Exception):
         self.path = Path(path)
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """What a checkpoint folder says about the model loaded from it; read-only.
+
+    :func:`load_pretrained` returns the model with this record as ``model.checkpoint``.
+
+    Attributes:
+        path: the checkpoint folder.
+        task: what the model computes; :data:`TASK_CA` (one step of ``rule``) so far.
+        rule: the rule of a cellular-automaton checkpoint; ``None`` for a task without one.
+        config_json: ``config.json`` as read (JSON text); :attr:`config` parses it.
+    """
+
+    path: Path
+    task: str
+    rule: Rule | None
+    config_json: str = field(repr=False)
+
+    @property
+    def name(self) -> str:
+        """The folder's name (the zoo name of a zoo entry)."""
+        return self.path.name
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The parsed ``config.json``: a fresh copy on every call (the record never changes)."""
+        config: dict[str, Any] = json.loads(self.config_json)
+        return config
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        """The recorded results (exactness, accuracy, timings, ...); ``{}`` if none."""
+        return self.config.get("metrics") or {}
+
+    @property
+    def train(self) -> dict[str, Any] | None:
+        """The training recipe, with the seed used and the command that reruns it."""
+        return self.config.get("train")
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -142,10 +196,12 @@ def model_card(config: Mapping[str, Any], name: str | None = None) -> str:
     lines = [f"# {title} — {rule}{common}, {group or model['class']}", ""]
     lines += ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows] + [""]
     lines += [
-        "## Use", "", "```python", "import gzoo", "",
+        "## Use", "", "```python", "import torch", "", "import gzoo", "",
         f'model = gzoo.load_pretrained("{title}")  # zoo name, or the path of this folder',
-        "next_boards = model.step(boards)  # bool/uint8 [H, W] or [B, H, W]",
-        "print(gzoo.verify_exact(model, model.rule).n_wrong)  # 0 if exact", "```", "",
+        f"rule = model.checkpoint.rule  # {rule}",
+        "boards = torch.rand(8, 64, 64) < 0.3  # bool/uint8 [B, H, W] or [H, W]",
+        "next_boards = model.step(boards)",
+        "print(gzoo.verify_exact(model, rule).n_wrong)  # 0 if exact", "```", "",
     ]
     if train.get("command"):
         lines += ["## Reproduce", "", "```bash", str(train["command"]), "```", ""]
@@ -173,7 +229,7 @@ def save_checkpoint(
     """Write ``model`` as a checkpoint folder (module docstring); returns the folder.
 
     Args:
-        model: a :class:`gzoo.models.CAModel` (a DDP wrapper is unwrapped).
+        model: a gzoo model (:data:`gzoo.models.MODELS`; a DDP wrapper is unwrapped).
         folder: the checkpoint folder to create.
         rule: the rule the model simulates.
         train_config: the training recipe (a mapping, or an object with ``to_dict()``).
@@ -183,7 +239,7 @@ def save_checkpoint(
     """
     folder = Path(folder)
     model = _unwrap(model)
-    if not isinstance(model, CAModel) or type(model).__name__ not in MODELS:
+    if not isinstance(model, ZooModel) or type(model).__name__ not in MODELS:
         raise CheckpointError(folder, (
             f"can only save gzoo models ({', '.join(sorted(MODELS))}), got {type(model).__name__}"
         ))
@@ -192,8 +248,9 @@ def save_checkpoint(
         raise CheckpointError(folder, "already exists; pass overwrite=True (CLI: --overwrite)")
     if folder.exists() and not folder.is_dir():
         raise CheckpointError(folder, "exists and is not a folder")
-    if hasattr(train_config, "to_dict"):
-        train_config = train_config.to_dict()
+    to_dict = getattr(train_config, "to_dict", None)
+    if callable(to_dict):  # a TrainConfig
+        train_config = to_dict()
 
     from safetensors.torch import save_file
 
@@ -206,10 +263,9 @@ def save_checkpoint(
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "gzoo_version": __version__,
-            "model": {"class": type(model).__name__, "kwargs": model.init_kwargs()},
+            "task": TASK_CA,
             "rule": str(rule),
-            "group": model.group,
-            "n_params": model.n_params,
+            **model.describe(),
             "train": _jsonable(dict(train_config)) if train_config is not None else None,
             "metrics": _jsonable(dict(metrics)) if metrics is not None else None,
             "weights_sha256": sha256_file(tmp / WEIGHTS_FILE),
@@ -234,6 +290,12 @@ def save_checkpoint(
 
 
 # ---------------------------------------------------------------------------- loading
+def _task(config: Mapping[str, Any]) -> str:
+    """The config's task; configs written before tasks existed are cellular automata."""
+    task: str = config.get("task", TASK_CA)
+    return task
+
+
 def resolve_checkpoint(name_or_path: str | os.PathLike[str]) -> Path:
     """A zoo name (``"b36s23_p8"``) → its installed folder; otherwise the path itself.
 
@@ -285,7 +347,10 @@ def read_config(folder: str | os.PathLike[str]) -> dict[str, Any]:
     if (not isinstance(model, dict) or not isinstance(model.get("class"), str)
             or not isinstance(model.get("kwargs", {}), dict)):
         raise CheckpointError(path, 'bad config: "model" must be {"class": str, "kwargs": {...}}')
-    for key in ("rule", "weights_sha256"):
+    task = _task(config)
+    if task not in TASKS:
+        raise CheckpointError(path, f"unknown task {task!r}; this gzoo reads {list(TASKS)}")
+    for key in ("rule", "weights_sha256") if task == TASK_CA else ("weights_sha256",):
         if not isinstance(config.get(key), str):
             raise CheckpointError(path, f"bad config: missing or non-string {key!r}")
     return config
@@ -293,12 +358,14 @@ def read_config(folder: str | os.PathLike[str]) -> dict[str, Any]:
 
 def load_checkpoint(
     folder: str | os.PathLike[str], device: torch.device | str | None = None
-) -> CAModel:
-    """Load a checkpoint folder: the model in eval mode, with ``.rule`` and ``.config`` set.
+) -> ZooModel:
+    """Load a checkpoint folder: the model in eval mode, its :class:`CheckpointInfo` as
+    ``model.checkpoint``.
 
     Checks, each a :class:`CheckpointError`: the config (see :func:`read_config`), the rule,
-    the model class (one of :data:`gzoo.models.MODELS`) and its arguments, the weights file's
-    sha256 against the config, and that the weights fit the model (names and shapes).
+    the model class (one of :data:`gzoo.models.MODELS`, a cellular-automaton model for that
+    task) and its arguments, the weights file's sha256 against the config, that the weights
+    fit the model (names and shapes), and that the recorded group and size are the model's.
     """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -306,15 +373,21 @@ def load_checkpoint(
     folder = Path(folder)
     config = read_config(folder)
     cfg_path = folder / CONFIG_FILE
-    try:
-        rule = Rule.parse(config["rule"])
-    except ValueError as e:
-        raise CheckpointError(cfg_path, f"bad rule: {e}") from None
+    rule = None
+    if config.get("rule") is not None:
+        try:
+            rule = Rule.parse(config["rule"])
+        except ValueError as e:
+            raise CheckpointError(cfg_path, f"bad rule: {e}") from None
     cls_name = config["model"]["class"]
     cls = MODELS.get(cls_name)
     if cls is None:
         raise CheckpointError(cfg_path, (
             f"unknown model class {cls_name!r}; this gzoo knows {', '.join(sorted(MODELS))}"
+        ))
+    if _task(config) == TASK_CA and not issubclass(cls, CAModel):
+        raise CheckpointError(cfg_path, (
+            f"task {TASK_CA!r} needs a cellular-automaton model, got class {cls_name!r}"
         ))
     kwargs = config["model"].get("kwargs", {})
     try:
@@ -360,7 +433,9 @@ def load_checkpoint(
     except RuntimeError as e:
         raise CheckpointError(weights, f"weights do not fit {cls_name}: {e}") from None
     # p4m and p8 layers have the same weight shapes: the recorded group and size must agree too
-    for key, built in (("group", model.group), ("n_params", model.n_params)):
+    described = model.describe()
+    for key in ("group", "n_params"):
+        built = described[key]
         if key in config and config[key] != built:
             raise CheckpointError(cfg_path, (
                 f"inconsistent config: {key} is {config[key]!r} but {cls_name}({kwargs}) "
@@ -369,18 +444,20 @@ def load_checkpoint(
     if device is not None:
         model.to(device)
     model.eval()
-    model.rule = rule
-    model.config = config
+    model.checkpoint = CheckpointInfo(
+        path=folder, task=_task(config), rule=rule, config_json=json.dumps(config))
     return model
 
 
 def load_pretrained(
     name_or_path: str | os.PathLike[str], device: torch.device | str | None = None
-) -> CAModel:
+) -> ZooModel:
     """Load a zoo checkpoint by name (``"b36s23_p8"``) or any checkpoint folder by path.
 
-    Returns the model in eval mode with ``.rule`` (a :class:`gzoo.ca.Rule`) and ``.config``
-    (the parsed ``config.json``). Failures raise :class:`CheckpointError`.
+    Returns the model in eval mode (a :class:`gzoo.models.CAModel` for a cellular-automaton
+    checkpoint: call ``.step(boards)`` or ``model(onehot)``), carrying a read-only
+    :class:`CheckpointInfo` as ``model.checkpoint`` (``.rule``, ``.config``, ``.path``, ...).
+    Failures raise :class:`CheckpointError`.
     """
     return load_checkpoint(resolve_checkpoint(name_or_path), device)
 
@@ -390,7 +467,7 @@ def zoo_entries() -> list[dict[str, Any]]:
     whose config cannot be read has an ``error`` instead)."""
     from gzoo import zoo
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in zoo.available():
         try:
             config = read_config(zoo.path_of(name))

@@ -3,8 +3,10 @@
     gzoo demo                                    a pretrained p8 net runs HighLife beside the rule
     gzoo equivariance                            equivariance error of every layer
     gzoo infer-rule DIR_OR_NAME                  read the rule back out of a network
+    gzoo symmetry DIR_OR_NAME | --rule R         which symmetries the dynamics respect
     gzoo show DIR_OR_NAME --out fig.png          filters, class response, rollout
     gzoo simulate --rule B36/S23 --out run.png   a simulation history (PNG montage or GIF)
+    gzoo simulate --pattern gun.rle --out a.gif  an RLE pattern on a torus
     gzoo train --rule B36/S23 --model p8 --out DIR
     gzoo eval DIR_OR_NAME                        exactness, held-out accuracy, rollout agreement
     gzoo zoo                                     the installed checkpoints
@@ -18,9 +20,16 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import torch
+
+from gzoo.ca.families import FAMILIES
+
+if TYPE_CHECKING:
+    from gzoo.ca import Rule
+    from gzoo.models import CAModel
+    from gzoo.train import TrainConfig
 
 
 class _Parser(argparse.ArgumentParser):
@@ -54,54 +63,56 @@ def _equivariance(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_ca_model(name_or_path: str, device: str | None = None) -> tuple[CAModel, Rule]:
+    """A cellular-automaton checkpoint and its rule; anything else is a one-line error."""
+    from gzoo.checkpoint import load_pretrained
+    from gzoo.models import CAModel
+
+    model = load_pretrained(name_or_path, device=device)
+    rule = model.checkpoint.rule if model.checkpoint is not None else None
+    if not isinstance(model, CAModel) or rule is None:
+        raise ValueError(f"{name_or_path} is not a cellular-automaton checkpoint "
+                         f"({type(model).__name__} without a rule)")
+    return model, rule
+
+
 def _demo(args: argparse.Namespace) -> int:
-    """The zoo at work: a pretrained p8 network runs HighLife beside the exact rule."""
+    """The zoo at work: a pretrained network runs its rule beside the exact simulator."""
     import time
 
-    from gzoo.checkpoint import load_pretrained
-    from gzoo.groups import C8
+    from gzoo.equivariance import probe_model
     from gzoo.infer import infer_rule
     from gzoo.plots import save_rollout_comparison
     from gzoo.verify import rollout_histories, verify_exact
 
     t0 = time.perf_counter()
-    model = load_pretrained(args.model)
-    rule = model.rule
+    model, rule = _load_ca_model(args.model)
     print(f"loaded {args.model}: {type(model).__name__}({model.init_kwargs()}), "
           f"{model.n_params} parameters, trained on {rule} ({rule.name or 'unnamed'})")
     print(f"exactness: {verify_exact(model, rule).summary()}")
 
     g = torch.Generator().manual_seed(args.seed)
     soup = (torch.rand(args.size, args.size, generator=g) < args.density).to(torch.uint8)
-    net, exact = rollout_histories(model, rule, soup, args.steps)
-    same = (net == exact).flatten(1).all(1)
-    agree = (net == exact).double().mean().item()
+    net_history, rule_history = rollout_histories(model, rule, soup, args.steps)
+    same = (net_history == rule_history).flatten(1).all(1)
+    agree = (net_history == rule_history).double().mean().item()
     diverged = (~same).nonzero()
     print(f"rollout: {args.steps} steps on a {args.size}×{args.size} torus from a density "
           f"{args.density} soup: {100 * agree:.4f} % of cells agree; "
           + ("identical at every step" if diverged.numel() == 0
              else f"first difference at step {int(diverged[0])}"))
-    print(f"  live cells at the end: network {int(net[-1].sum())}, rule {int(exact[-1].sum())}")
+    print(f"  live cells at the end: network {int(net_history[-1].sum())}, "
+          f"rule {int(rule_history[-1].sum())}")
 
     inf = infer_rule(model, check_steps=32)
     print(f"rule read back from the network: {inf.summary()}")
 
-    x = torch.randn(2, 2, 15, 15)
-    lift_err = model.lift.check_equivariance(x)
-    stencil = torch.randn(2, 2, 3, 3)
-    with torch.no_grad():  # centre response of a 3×3 stencil under 45° ring rotations
-        y = model.lift(stencil)[..., 1, 1]
-        ring = max(float((model.lift(C8.act_z2(stencil, k))[..., 1, 1] - y.roll(k, 2)).norm()
-                         / y.norm()) for k in range(8))
-    print("equivariance of its lifting layer (relative error): "
-          + ", ".join(f"g={k}: {e:.1e}" for k, e in lift_err.items())
-          + f"; 45° ring rotation of a 3×3 stencil: {ring:.1e}")
-    with torch.no_grad():
-        inv = max(float((model(C8.act_z2(x, k)) - C8.act_z2(model(x), k)).norm()
-                        / model(x).norm()) for k in (0, 2, 4, 6))
-    print(f"whole network under 90° turns: {inv:.1e}\n")
+    print("equivariance, relative error ‖f(L_g x) − L_g f(x)‖/‖f(x)‖ per group element g:")
+    for probe in probe_model(model):
+        print(f"  {probe.summary()}")
+    print()
     _equivariance_table((torch.float32,))
-    path = save_rollout_comparison(net, exact, args.out, title=(
+    path = save_rollout_comparison(net_history, rule_history, args.out, title=(
         f"{args.model}: network (top) beside {rule} (bottom); {100 * agree:.2f} % agree"))
     print(f"wrote {path}  ({time.perf_counter() - t0:.1f} s)")
     return 0
@@ -109,33 +120,78 @@ def _demo(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------- infer / show
 def _infer_rule(args: argparse.Namespace) -> int:
-    from gzoo.checkpoint import load_pretrained
     from gzoo.infer import infer_rule
 
-    model = load_pretrained(args.checkpoint)
-    res = infer_rule(model, args.neighbourhood, check_steps=args.steps)
+    model, trained_on = _load_ca_model(args.checkpoint)
+    res = infer_rule(model, args.family, check_steps=args.steps)
     print(res.summary())
     print(res.class_table())
-    if model.rule is not None and res.rule is not None:
-        verdict = "matches" if res.rule == model.rule else "DIFFERS FROM"
-        print(f"inferred rule {res.rule} {verdict} the rule it was trained on ({model.rule})")
-    return 0 if res.consistent else 1
+    if res.rule is not None:
+        verdict = "matches" if res.rule == trained_on else "DIFFERS FROM"
+        print(f"inferred rule {res.rule} {verdict} the rule it was trained on ({trained_on})")
+    return 0 if res.rule is not None else 1
+
+
+def _symmetry(args: argparse.Namespace) -> int:
+    """The symmetry of a network, a rule's dynamics or a saved history, with the evidence."""
+    from gzoo.ca import Rule, simulate
+    from gzoo.infer import infer_symmetry
+
+    given = [x for x in (args.checkpoint, args.rule, args.data) if x is not None]
+    if len(given) != 1:
+        raise ValueError("give exactly one of CHECKPOINT, --rule or --data "
+                         f"(got {len(given)})")
+    if args.checkpoint is not None:
+        model, _ = _load_ca_model(args.checkpoint)
+        res = infer_symmetry(model)
+    elif args.rule is not None:
+        rule = Rule.parse(args.rule)
+        g = torch.Generator().manual_seed(args.seed)
+        density = 0.05 + 0.9 * torch.rand(args.boards, 1, 1, generator=g)
+        soups = torch.rand(args.boards, args.size, args.size, generator=g) < density
+        history = simulate(soups, rule, args.steps)
+        res = infer_symmetry(history)
+        print(f"{rule}: the table's own symmetry is {rule.symmetry.name}"
+              f"{' with' if rule.symmetry.ring else ' without'} the 45° ring rotation")
+    else:
+        res = infer_symmetry(_load_history(args.data))
+    print(res.summary())
+    print(res.table())
+    return 0
+
+
+def _load_history(path: str) -> torch.Tensor:
+    """A history ``[T+1, (B,) H, W]`` from a .npy file or a tensor saved with torch.save."""
+    import numpy as np
+
+    if path.endswith(".npy"):
+        try:
+            return torch.from_numpy(np.load(path, allow_pickle=False))
+        except (OSError, ValueError) as e:
+            raise ValueError(f"cannot read {path!r} as a numpy array: {e}") from None
+    if path.endswith((".pt", ".pth")):
+        try:
+            data = torch.load(path, weights_only=True)
+        except Exception as e:  # torch raises several unrelated types for bad files
+            raise ValueError(f"cannot read {path!r} as a saved tensor: {e}") from None
+        if not isinstance(data, torch.Tensor):
+            raise ValueError(f"{path!r} holds a {type(data).__name__}, not a tensor")
+        return data
+    raise ValueError(f"--data must be a .npy or .pt file, got {path!r}")
 
 
 def _show(args: argparse.Namespace) -> int:
-    from gzoo.checkpoint import load_pretrained
     from gzoo.infer import infer_rule
     from gzoo.plots import save_model_explanation
     from gzoo.verify import rollout_histories
 
-    model = load_pretrained(args.checkpoint)
+    model, rule = _load_ca_model(args.checkpoint)
     res = infer_rule(model, check=False)
     g = torch.Generator().manual_seed(args.seed)
     soup = (torch.rand(args.size, args.size, generator=g) < 0.35).to(torch.uint8)
-    net, exact = rollout_histories(model, model.rule, soup, args.steps)
-    path = save_model_explanation(model, res, net, exact, args.out, title=(
-        f"{args.checkpoint}: {type(model).__name__} trained on {model.rule}, "
-        f"inferred {res.rule}"))
+    net_history, rule_history = rollout_histories(model, rule, soup, args.steps)
+    path = save_model_explanation(model, res, net_history, rule_history, args.out, title=(
+        f"{args.checkpoint}: {type(model).__name__} trained on {rule}, inferred {res.rule}"))
     print(f"wrote {path}")
     return 0
 
@@ -145,56 +201,59 @@ def _simulate(args: argparse.Namespace) -> int:
     from gzoo.ca import Rule, simulate
     from gzoo.plots import save_simulation
 
-    rule = Rule.parse(args.rule)
-    if args.size < 1 or args.steps < 0:
+    if (args.size is not None and args.size < 1) or args.steps < 0:
         raise ValueError(f"need --size ≥ 1 and --steps ≥ 0, got {args.size} and {args.steps}")
     if not 0.0 <= args.density <= 1.0:
         raise ValueError(f"--density must be in [0, 1], got {args.density}")
     if not args.out.lower().endswith((".png", ".gif")):
         raise ValueError(f"--out must end in .png or .gif, got {args.out!r}")
-    g = torch.Generator().manual_seed(args.seed)
-    board = torch.rand(args.size, args.size, generator=g) < args.density
-    if args.model:
-        from gzoo.checkpoint import load_pretrained
+    if args.pattern is not None:
+        from gzoo.ca import PATTERNS, load_pattern, place_on_torus, read_rle
 
-        model = load_pretrained(args.model)
+        pattern, pattern_rule = (load_pattern(args.pattern) if args.pattern in PATTERNS
+                                 else read_rle(args.pattern))
+        rule = Rule.parse(args.rule or pattern_rule or "B3/S23")
+        if pattern_rule is not None and rule != pattern_rule:
+            print(f"note: the pattern's own rule is {pattern_rule}; running {rule} as asked")
+        board = place_on_torus(pattern, args.size).bool()
+    else:
+        rule = Rule.parse(args.rule or "B3/S23")
+        size = 64 if args.size is None else args.size
+        g = torch.Generator().manual_seed(args.seed)
+        board = torch.rand(size, size, generator=g) < args.density
+    if args.model:
+        model, trained_on = _load_ca_model(args.model)
         history = [board]
         for _ in range(args.steps):
             history.append(model.step(history[-1]))
         hist = torch.stack(history)
-        who = f"{args.model} (model of {model.rule})"
+        who = f"{args.model} (model of {trained_on})"
     else:
         hist = simulate(board, rule, args.steps)
         who = str(rule) + (f" ({rule.name})" if rule.name else "")
     path = save_simulation(hist, args.out, title=who, n_frames=args.frames, fps=args.fps)
     alive = hist[-1].float().mean().item()
-    print(f"{who}: {args.size}×{args.size}, {args.steps} steps, final density {alive:.3f} "
-          f"→ {path}")
+    height, width = board.shape
+    print(f"{who}: {height}×{width}, {args.steps} steps, final density {alive:.3f} → {path}")
     return 0
 
 
 # ---------------------------------------------------------------------------- train
+def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The recipe ``gzoo train``'s options ask for; an option not given takes
+    :class:`gzoo.train.TrainConfig`'s default."""
+    from gzoo.train import MODEL_OPTIONS, TrainConfig
+
+    given = {f.name: getattr(args, f.name) for f in TrainConfig.cli_fields()
+             if getattr(args, f.name) is not None}
+    kwargs = {k: getattr(args, k) for k in MODEL_OPTIONS if getattr(args, k) is not None}
+    return TrainConfig(**given, model_kwargs=kwargs)
+
+
 def _train(args: argparse.Namespace) -> int:
-    from gzoo.train import TrainConfig, train, weights_digest
+    from gzoo.train import train, weights_digest
 
-    kwargs = {k: getattr(args, k) for k in ("width", "depth", "backend")
-              if getattr(args, k) is not None}
-    from gzoo.models import build_model
-
-    build_model(args.model, **kwargs)  # bad --model/--width/... fail before data is made
-    defaults = TrainConfig()
-    cfg = TrainConfig(
-        rule=args.rule, model=args.model, model_kwargs=kwargs,
-        steps=args.steps if args.steps is not None else defaults.steps,
-        batch_size=args.batch_size if args.batch_size is not None else defaults.batch_size,
-        lr=args.lr if args.lr is not None else defaults.lr,
-        l1=args.l1 if args.l1 is not None else defaults.l1,
-        seed=args.seed,
-        data_seed=args.data_seed,
-        restarts=args.restarts if args.restarts is not None else defaults.restarts,
-        check_every=args.check_every if args.check_every is not None else defaults.check_every,
-        device=args.device,
-    )
+    cfg = train_config_from_args(args)
     result = train(cfg, args.out, overwrite=args.overwrite,
                    progress=False if args.quiet else None)
     if args.weights_hash_file:
@@ -203,7 +262,7 @@ def _train(args: argparse.Namespace) -> int:
     if result.rank == 0:
         verdict = "exact" if result.exact else "NOT exact"
         print(
-            f"{cfg.rule} · {args.model} ({result.model.n_params} params): {verdict} — "
+            f"{cfg.rule} · {cfg.model} ({result.model.n_params} params): {verdict} — "
             f"{result.n_wrong}/512 neighbourhoods wrong, held-out accuracy "
             f"{100 * result.accuracy:.3f} %, {result.steps_run} steps, {result.seconds:.1f} s, "
             f"seed {result.seed_used} ({result.restarts_used} restarts) → {result.checkpoint}"
@@ -211,17 +270,37 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_train_options(parser: argparse.ArgumentParser) -> None:
+    """``gzoo train``'s options, derived from :class:`gzoo.train.TrainConfig` (help, types and
+    defaults) and :data:`gzoo.train.MODEL_OPTIONS`: one home for each default. An option left
+    out takes the field's default."""
+    import typing
+
+    from gzoo.train import MODEL_OPTIONS, TrainConfig, cli_flag
+
+    hints = typing.get_type_hints(TrainConfig)
+    for f in TrainConfig.cli_fields():
+        given = [t for t in typing.get_args(hints[f.name]) if t is not type(None)]
+        value_type = given[0] if given else hints[f.name]  # int | None → int
+        default = "" if f.default is None else f" (default {f.default})"
+        parser.add_argument(cli_flag(f.name), type=value_type,
+                            help=f.metadata["cli_help"] + default)
+        if f.name == "model":
+            for name, (arg_type, text, choices) in MODEL_OPTIONS.items():
+                parser.add_argument(cli_flag(name), type=arg_type, choices=choices,
+                                    help=f"{text} (default: the model's own)")
+
+
 # ---------------------------------------------------------------------------- eval
 def _eval(args: argparse.Namespace) -> int:
     from gzoo.ca import Rule, make_dataset
-    from gzoo.checkpoint import load_pretrained
     from gzoo.verify import dataset_accuracy, rollout_agreement, verify_exact
 
     device = args.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = load_pretrained(args.checkpoint, device=device)
-    rule = Rule.parse(args.rule) if args.rule else model.rule
+    model, trained_on = _load_ca_model(args.checkpoint, device=device)
+    rule = Rule.parse(args.rule) if args.rule else trained_on
     kwargs = ", ".join(f"{k}={v!r}" for k, v in model.init_kwargs().items())
     name = f" ({rule.name})" if rule.name else ""
     print(f"{args.checkpoint}: {type(model).__name__}({kwargs}), {model.n_params} params; "
@@ -257,7 +336,7 @@ def _zoo(args: argparse.Namespace) -> int:
             table.append((r["name"], "?", "?", "?", "?", f"unreadable: {r['error']}"))
             continue
         acc = r.get("accuracy")
-        exact = {True: "yes", False: "no"}.get(r.get("exact"), "?")
+        exact = "yes" if r.get("exact") is True else "no" if r.get("exact") is False else "?"
         table.append((
             r["name"], r["rule"], r.get("group") or r["model"], str(r.get("n_params", "?")),
             exact, f"{100 * acc:.2f} %" if isinstance(acc, int | float) else "?",
@@ -273,7 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="gzoo", description=__doc__,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="a pretrained p8 network runs HighLife beside the rule")
+    demo = sub.add_parser("demo", help="a pretrained network runs its rule beside the simulator")
     demo.add_argument("--model", default="b36s23_p8", help="zoo name or folder (b36s23_p8)")
     demo.add_argument("--size", type=int, default=64)
     demo.add_argument("--steps", type=int, default=300)
@@ -286,9 +365,12 @@ def build_parser() -> argparse.ArgumentParser:
     eq.add_argument("--seed", type=int, default=0)
     eq.set_defaults(func=_equivariance)
 
-    inf = sub.add_parser("infer-rule", help="read the B/S rule back out of a network")
+    inf = sub.add_parser("infer-rule", help="read the rule back out of a network")
     inf.add_argument("checkpoint", help="zoo name or checkpoint folder")
-    inf.add_argument("--neighbourhood", default="auto", choices=("auto", "moore", "von_neumann"))
+    inf.add_argument("--family", "--neighbourhood", default="auto",
+                     choices=("auto", *FAMILIES, "moore"),
+                     help="read the rule in this family (default: the smallest that fits; "
+                          "'moore' = outer_totalistic)")
     inf.add_argument("--steps", type=int, default=64, help="steps of the immediate check (64)")
     inf.set_defaults(func=_infer_rule)
 
@@ -301,8 +383,12 @@ def build_parser() -> argparse.ArgumentParser:
     show.set_defaults(func=_show)
 
     sim = sub.add_parser("simulate", help="simulate a rule and write a PNG montage or a GIF")
-    sim.add_argument("--rule", default="B3/S23", help="rule, e.g. B36/S23 (default B3/S23)")
-    sim.add_argument("--size", type=int, default=64, help="board side (default 64)")
+    sim.add_argument("--rule", help="rule, e.g. B36/S23 or B3/S2-i34q (default: the pattern's "
+                                    "rule, else B3/S23)")
+    sim.add_argument("--pattern", help="an RLE file (or a shipped pattern: "
+                                       "glider, gosper_gun, replicator) placed at the centre")
+    sim.add_argument("--size", type=int, help="board side (default 64; with --pattern fitted "
+                                              "to it)")
     sim.add_argument("--steps", type=int, default=100, help="steps (default 100)")
     sim.add_argument("--density", type=float, default=0.3, help="initial density (0.3)")
     sim.add_argument("--seed", type=int, default=0)
@@ -314,22 +400,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim.set_defaults(func=_simulate)
 
     tr = sub.add_parser("train", help="train a model until it reproduces a rule exactly")
-    tr.add_argument("--rule", default="B36/S23")
-    tr.add_argument("--model", default="p8",
-                    help="p4, p4m, p8 (GCNN of that group), tiny, small, multiscale (plain CNNs)")
     tr.add_argument("--out", required=True, help="checkpoint folder to write")
-    tr.add_argument("--width", type=int, help="fields (GCNN) or channels (tiny/small)")
-    tr.add_argument("--depth", type=int, help="1×1 (group) convolutions after the first layer")
-    tr.add_argument("--backend", choices=("gzoo", "e2cnn"), help="GCNN layers (default gzoo)")
-    tr.add_argument("--steps", type=int, help="steps per attempt (default 2000)")
-    tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument("--data-seed", type=int, help="data seed (default: --seed)")
-    tr.add_argument("--restarts", type=int, help="extra attempts with new seeds (default 2)")
-    tr.add_argument("--batch-size", type=int, help="boards per step (default 16)")
-    tr.add_argument("--lr", type=float, help="Adam learning rate (default 1e-2)")
-    tr.add_argument("--l1", type=float, help="L1 weight (default 1e-5)")
-    tr.add_argument("--check-every", type=int, help="steps between exactness checks (100)")
-    tr.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+    _add_train_options(tr)
     tr.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
     tr.add_argument("--weights-hash-file", help=argparse.SUPPRESS)  # tests: rank-suffixed sha
@@ -344,6 +416,17 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=int, default=12345, help="seed of the fresh data")
     ev.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
     ev.set_defaults(func=_eval)
+
+    sym = sub.add_parser("symmetry", help="which symmetries of the square a network, a rule's "
+                                          "dynamics or a saved history respect")
+    sym.add_argument("checkpoint", nargs="?", help="zoo name or checkpoint folder")
+    sym.add_argument("--rule", help="simulate this rule from random soups and test the data")
+    sym.add_argument("--data", help="a saved history [T+1, (B,) H, W] (.npy or .pt)")
+    sym.add_argument("--boards", type=int, default=16, help="soups for --rule (16)")
+    sym.add_argument("--size", type=int, default=32, help="board side for --rule (32)")
+    sym.add_argument("--steps", type=int, default=4, help="steps for --rule (4)")
+    sym.add_argument("--seed", type=int, default=0, help="seed of the soups for --rule")
+    sym.set_defaults(func=_symmetry)
 
     zoo = sub.add_parser("zoo", help="list the installed pretrained checkpoints")
     zoo.set_defaults(func=_zoo)

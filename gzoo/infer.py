@@ -175,10 +175,10 @@ class NetworkInference:
         return "\n".join(rows)
 
     def summary(self) -> str:
-        fits = ", ".join(f"{f}: {n}" for f, n in self.misfit.items())
+        unexplained = ", ".join(f"{f}: {n}" for f, n in self.misfit.items())
         if self.rule is not None:
             head = (f"rule {self.rule} ({get_family(self.family).label}, {self.method}; "
-                    f"patterns unexplained per family: {fits})")
+                    f"patterns unexplained per family: {unexplained})")
         else:
             head = f"no rule: {self.reason}"
         if self.check is not None:
@@ -267,13 +267,13 @@ def infer_rule(
             bad = int((again != votes).any(1).sum())
             reason = (f"the answers change between two identical runs on {bad} of the 512 "
                       "neighbourhoods (a stochastic network computes no rule)")
-    fits = {f: _network_classes(get_family(f), p_alive) for f in FAMILIES}
-    misfit = {f: fits[f][1] for f in FAMILIES}
+    decided = {f: _network_classes(get_family(f), p_alive) for f in FAMILIES}  # (classes, misfit)
+    misfit = {f: decided[f][1] for f in FAMILIES}
     if wanted is None:
         chosen = next((f for f in ("outer_totalistic", *FAMILIES) if misfit[f] == 0), "map")
     else:
         chosen = wanted
-    classes = fits[chosen][0]
+    classes = decided[chosen][0]
     consistent = misfit[chosen] == 0
     if reason is None and not consistent:
         split = ", ".join(c.name for c in classes if c.decision is None)

@@ -10,9 +10,12 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:
+    from gzoo.infer import NetworkInference
 
 __all__ = [
     "save_history_gif",
@@ -159,13 +162,14 @@ def save_simulation(history: torch.Tensor, path: str | os.PathLike[str], *, titl
     raise ValueError(f"output must end in .png or .gif, got {os.fspath(path)!r}")
 
 
-def _rollout_rows(axes, net: torch.Tensor, exact: torch.Tensor, idx: list[int]) -> None:
+def _rollout_rows(axes, net_history: torch.Tensor, rule_history: torch.Tensor,
+                  idx: list[int]) -> None:
     """Network frames on the top row, the rule's below, disagreeing cells in red on both."""
     import numpy as np
 
     for col, i in enumerate(idx):
-        diff = (net[i] != exact[i]).numpy()
-        for row, (h, label) in enumerate(((net, "network"), (exact, "rule"))):
+        diff = (net_history[i] != rule_history[i]).numpy()
+        for row, (h, label) in enumerate(((net_history, "network"), (rule_history, "rule"))):
             img = np.stack([1.0 - h[i].numpy()] * 3, -1)
             img[diff] = (0.85, 0.1, 0.1)
             ax = axes[row][col]
@@ -179,13 +183,13 @@ def _rollout_rows(axes, net: torch.Tensor, exact: torch.Tensor, idx: list[int]) 
 
 
 def save_rollout_comparison(
-    network: torch.Tensor, exact: torch.Tensor, path: str | os.PathLike[str], *,
+    net_history: torch.Tensor, rule_history: torch.Tensor, path: str | os.PathLike[str], *,
     n_frames: int = 6, title: str = "",
 ) -> Path:
-    """A network's self-fed rollout (top) beside the exact rule's (bottom), ``[T, H, W]`` each;
-    cells where they differ are red."""
+    """A network's self-fed rollout (top) beside the exact rule's (bottom), ``[T, H, W]`` each
+    (as :func:`gzoo.verify.rollout_histories` returns them); cells where they differ are red."""
     plt = _pyplot()
-    net, ref = _frames(network), _frames(exact)
+    net, ref = _frames(net_history), _frames(rule_history)
     if net.shape != ref.shape:
         raise ValueError(f"histories differ in shape: {list(net.shape)} vs {list(ref.shape)}")
     t = net.shape[0]
@@ -198,8 +202,8 @@ def save_rollout_comparison(
 
 
 def save_model_explanation(
-    model: torch.nn.Module, inference: Any, network: torch.Tensor, exact: torch.Tensor,
-    path: str | os.PathLike[str], *, title: str = "",
+    model: torch.nn.Module, inference: NetworkInference, net_history: torch.Tensor,
+    rule_history: torch.Tensor, path: str | os.PathLike[str], *, title: str = "",
 ) -> Path:
     """Three panels that explain a CA network:
 
@@ -210,15 +214,19 @@ def save_model_explanation(
        neighbourhoods the network answers "alive" (from :func:`gzoo.infer.infer_rule`), cells
        answered alive throughout outlined (for an outer-totalistic rule: the rule itself);
     3. a self-fed rollout beside the exact rule.
+
+    A model without a lifting group correlation shows its first ``Conv2d`` instead.
     """
     import numpy as np
 
+    from gzoo.equivariance import lifting_layer
+
     plt = _pyplot()
-    lift = getattr(model, "lift", None)
-    if lift is not None and hasattr(lift, "expand_filter"):
+    lift = lifting_layer(model)
+    if lift is not None:
         with torch.no_grad():
             bank = lift.expand_filter().detach().cpu().double()  # [w·|G|, 2, k, k]
-        order = getattr(lift, "group_order", 1)
+        order = lift.group_order
     else:
         first = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
         bank, order = first.weight.detach().cpu().double(), 1
@@ -227,7 +235,7 @@ def save_model_explanation(
     resp = inference.count_response().numpy()  # [2, max_count + 1]
     max_count = resp.shape[1] - 1
 
-    net, ref = _frames(network), _frames(exact)
+    net, ref = _frames(net_history), _frames(rule_history)
     t = net.shape[0]
     idx = sorted({round(i * (t - 1) / 4) for i in range(5)}) if t > 1 else [0]
     cols = max(order, len(idx), 4)

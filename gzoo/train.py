@@ -30,7 +30,6 @@ the ``.partial`` folder is removed.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import os
@@ -38,17 +37,30 @@ import shlex
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import Field, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, TextIO
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
+from gzoo._checks import check_int
 from gzoo.ca import Rule, make_dataset
 from gzoo.checkpoint import CheckpointError, save_checkpoint
-from gzoo.models import CAModel, boards_to_onehot, build_model, resolve_model
+from gzoo.models import (
+    BACKENDS,
+    PRESETS,
+    CAModel,
+    boards_to_onehot,
+    build_model,
+    check_model_arguments,
+    preset_name,
+    preset_of,
+    resolve_model,
+)
 from gzoo.verify import (
     ExactResult,
     RolloutResult,
@@ -57,14 +69,46 @@ from gzoo.verify import (
     verify_exact,
 )
 
-__all__ = ["TrainConfig", "TrainResult", "l1_penalty", "train", "weights_digest"]
+__all__ = [
+    "MODEL_OPTIONS",
+    "Attempt",
+    "StepRecord",
+    "TrainConfig",
+    "TrainResult",
+    "cli_flag",
+    "l1_penalty",
+    "train",
+    "weights_digest",
+]
+
+
+def _option(help: str, *, always: bool = False) -> dict[str, Any]:
+    """Metadata of a :class:`TrainConfig` field that is a ``gzoo train`` option: its help text,
+    and whether a recorded command states it even at its default (``always``)."""
+    return {"cli_help": help, "cli_always": always}
+
+
+def cli_flag(name: str) -> str:
+    """The command-line flag of a field or model argument: ``check_every`` → ``--check-every``."""
+    return "--" + name.replace("_", "-")
+
+
+#: Model arguments that ``gzoo train`` sets: name → (type, help, choices). Their defaults are
+#: the model's own (see :mod:`gzoo.models`).
+MODEL_OPTIONS: dict[str, tuple[type, str, tuple[str, ...] | None]] = {
+    "width": (int, "fields (GCNN) or channels (tiny, small) per hidden layer", None),
+    "depth": (int, "1×1 (group) convolutions after the first layer", None),
+    "backend": (str, "the GCNN's layers", BACKENDS),
+}
 
 
 @dataclass
 class TrainConfig:
-    """The training recipe; JSON-serialisable (:meth:`to_dict`), stored in checkpoints.
+    """The training recipe; JSON-serialisable (:meth:`to_dict`), stored in checkpoints. The one
+    home of the training defaults: ``gzoo train``'s options, help texts and fallbacks are the
+    fields that carry an option's metadata (:meth:`cli_fields`).
 
-    Model: ``model`` is a ``--model`` name (``p4``, ``p4m``, ``p8``, ``tiny``, ``small``,
+    Model: ``model`` is a preset name (``p4``, ``p4m``, ``p8``, ``tiny``, ``small``,
     ``multiscale``) or a class name, ``model_kwargs`` its arguments (``width``, ``depth``, ...).
 
     Optimisation: ``steps`` per attempt, ``batch_size`` boards per step (the global batch under
@@ -80,17 +124,23 @@ class TrainConfig:
     ``device``: ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"auto"``.
     """
 
-    rule: str = "B36/S23"
-    model: str = "p8"
+    rule: str = field(default="B36/S23", metadata=_option(
+        "the rule in B/S notation, e.g. B3/S23 or B13/S012V", always=True))
+    model: str = field(default="p8", metadata=_option(
+        f"{', '.join(PRESETS)} (presets: GCNN of that group or the notes' plain CNNs), "
+        "or a model class name", always=True))
     model_kwargs: dict[str, Any] = field(default_factory=dict)
-    steps: int = 2000
-    batch_size: int = 16
-    lr: float = 1e-2
-    l1: float = 1e-5
-    seed: int = 0
-    restarts: int = 2
-    check_every: int = 100
-    data_seed: int | None = None
+    steps: int = field(default=2000, metadata=_option("steps per attempt", always=True))
+    batch_size: int = field(default=16, metadata=_option("boards per step (global under DDP)"))
+    lr: float = field(default=1e-2, metadata=_option("Adam learning rate"))
+    l1: float = field(default=1e-5, metadata=_option("weight of the L1 term"))
+    seed: int = field(default=0, metadata=_option(
+        "seed of the weights and batches; attempt a uses seed + 1000·a", always=True))
+    restarts: int = field(default=2, metadata=_option(
+        "extra attempts with new seeds when not exact", always=True))
+    check_every: int = field(default=100, metadata=_option("steps between exactness checks"))
+    data_seed: int | None = field(default=None, metadata=_option(
+        "seed of the training data (default: the seed)"))
     n_boards: int = 256
     board_size: int = 32
     pairs_per_board: int = 2
@@ -98,30 +148,32 @@ class TrainConfig:
     burn_in: int = 16
     noise: float = 0.0
     holdout_boards: int = 64
-    device: str = "cpu"
+    device: str = field(default="cpu", metadata=_option(
+        "cpu, cuda, cuda:N or auto", always=True))
 
     def __post_init__(self) -> None:
         self.rule = str(Rule.parse(self.rule))
-        resolve_model(self.model)  # unknown names fail here, before any work
         self.model_kwargs = dict(self.model_kwargs)
+        cls, _ = check_model_arguments(self.model, self.model_kwargs)  # fails before any work
+        if not issubclass(cls, CAModel):
+            raise ValueError(f"model {self.model!r} is not a cellular-automaton model")
         self.density = (float(self.density[0]), float(self.density[1]))
         for name in ("steps", "batch_size", "check_every", "n_boards", "board_size",
                      "pairs_per_board", "holdout_boards"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
+            check_int(name, getattr(self, name))
         for name in ("seed", "restarts", "burn_in"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise ValueError(f"{name} must be an int ≥ 0, got {v!r}")
-        if self.data_seed is not None and (
-                isinstance(self.data_seed, bool) or not isinstance(self.data_seed, int)
-                or self.data_seed < 0):
-            raise ValueError(f"data_seed must be None or an int ≥ 0, got {self.data_seed!r}")
+            check_int(name, getattr(self, name), minimum=0)
+        if self.data_seed is not None:
+            check_int("data_seed", self.data_seed, minimum=0)
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
         if not self.l1 >= 0:
             raise ValueError(f"l1 must be ≥ 0, got {self.l1!r}")
+
+    @classmethod
+    def cli_fields(cls) -> list[Field[Any]]:
+        """The fields ``gzoo train`` sets (those with an option's metadata), in order."""
+        return [f for f in fields(cls) if "cli_help" in f.metadata]
 
     @property
     def effective_data_seed(self) -> int:
@@ -143,31 +195,89 @@ class TrainConfig:
 
     def command(self, out: str = "DIR", *, seed: int | None = None) -> str:
         """The ``gzoo train`` command line for this recipe (with ``seed`` and no restarts when a
-        seed is given: that reruns exactly the attempt that used it)."""
+        seed is given: that reruns exactly the attempt that used it). Options at their default
+        are left out unless their field says ``always``."""
         cls, fixed = resolve_model(self.model)
-        kw = dict(self.model_kwargs)
-        kind = self.model
-        if cls.__name__ == "GCNN":
-            kind = kw.pop("group", fixed.get("group", "p8"))
-        args = ["gzoo", "train", "--rule", self.rule, "--model", kind]
-        for k in ("width", "depth", "backend"):
-            if k in kw:
-                args += [f"--{k}", str(kw.pop(k))]
-        default = TrainConfig()
-        data_seed = self.effective_data_seed
+        preset = preset_of(cls, fixed | self.model_kwargs)
+        model, rest = preset if preset is not None else (self.model, dict(self.model_kwargs))
         run_seed = self.seed if seed is None else seed
-        args += ["--steps", str(self.steps), "--seed", str(run_seed)]
-        if data_seed != run_seed:
-            args += ["--data-seed", str(data_seed)]
-        args += ["--restarts", str(self.restarts if seed is None else 0)]
-        for name in ("batch_size", "lr", "l1", "check_every"):
-            if getattr(self, name) != getattr(default, name):
-                args += [f"--{name.replace('_', '-')}", str(getattr(self, name))]
-        args += ["--device", self.device, "--out", out]
-        cmd = shlex.join(args)
-        if kw:  # arguments the command line cannot set (pool, kernel_size, ...)
-            cmd += f"  # and model arguments {kw} (not settable from the command line)"
+        data_seed = self.effective_data_seed
+        values = self.to_dict() | {
+            "model": model, "seed": run_seed,
+            "restarts": self.restarts if seed is None else 0,
+            "data_seed": None if data_seed == run_seed else data_seed,
+        }
+        args = ["gzoo", "train"]
+        for f in self.cli_fields():
+            value = values[f.name]
+            if f.metadata["cli_always"] or value != f.default:
+                args += [cli_flag(f.name), str(value)]
+            if f.name == "model":
+                args += [a for k in MODEL_OPTIONS if k in rest
+                         for a in (cli_flag(k), str(rest.pop(k)))]
+        cmd = shlex.join([*args, "--out", out])
+        if rest:  # arguments the command line cannot set (pool, kernel_size, ...)
+            cmd += f"  # and model arguments {rest} (not settable from the command line)"
         return cmd
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """One training step: a line of ``metrics.jsonl``.
+
+    ``restart`` is the attempt (0 for the first), ``step`` counts within it from 1,
+    ``global_step`` over all attempts, ``time`` the seconds since training started. At the
+    exactness checks ``acc`` (held-out accuracy), ``n_wrong`` (wrong 3×3 neighbourhoods,
+    ``None`` when the check was skipped) and ``exact`` are set; elsewhere they are ``None``
+    and left out of the JSON line.
+    """
+
+    restart: int
+    seed: int
+    step: int
+    global_step: int
+    loss: float
+    ce: float
+    l1: float
+    time: float
+    acc: float | None = None
+    n_wrong: int | None = None
+    exact: bool | None = None
+
+    @property
+    def checked(self) -> bool:
+        """Whether this step ran an exactness check."""
+        return self.acc is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        if not self.checked:
+            for key in ("acc", "n_wrong", "exact"):
+                del d[key]
+        return d
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """The outcome of one training attempt (from fresh weights with ``seed``).
+
+    ``n_wrong`` is ``None`` when the last check skipped the pattern check; ``state`` holds the
+    weights at the end of the attempt.
+    """
+
+    index: int
+    seed: int
+    steps_run: int
+    exact: bool
+    n_wrong: int | None
+    accuracy: float
+    state: dict[str, Tensor] = field(repr=False)
+
+    @property
+    def rank(self) -> tuple[int, float]:
+        """Sort key of the best attempt: fewest wrong patterns (unknown counts as 513), then
+        the highest accuracy."""
+        return (513 if self.n_wrong is None else self.n_wrong, -self.accuracy)
 
 
 @dataclass
@@ -189,7 +299,7 @@ class TrainResult:
     seconds: float
     seed_used: int
     restarts_used: int
-    history: list[dict[str, Any]]
+    history: list[StepRecord]
     verify: ExactResult | None = None
     rollout: RolloutResult | None = None
     checkpoint: Path | None = None
@@ -332,18 +442,28 @@ class _Progress:
             self.stream.write("\n")
             self.stream.flush()
 
+    def __enter__(self) -> _Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 # ---------------------------------------------------------------------------- training
-def _check(model: CAModel, rule: Rule, held_x: torch.Tensor, held_y: torch.Tensor
-           ) -> tuple[bool, int, float]:
-    """(exact, n_wrong, held-out accuracy); ``n_wrong = -1`` if the pattern check was skipped
+def _check(model: CAModel, rule: Rule, held_x: Tensor, held_y: Tensor
+           ) -> tuple[bool, int | None, float]:
+    """(exact, n_wrong, held-out accuracy); ``n_wrong = None`` if the pattern check was skipped
     (a large receptive field and held-out accuracy below 100 %: it could not be exact)."""
     acc = dataset_accuracy(model, held_x, held_y)
-    if model.receptive_field <= 3 or acc == 1.0:
-        n_wrong = verify_exact(model, rule).n_wrong
-    else:
-        n_wrong = -1
+    n_wrong = (verify_exact(model, rule).n_wrong
+               if model.receptive_field <= 3 or acc == 1.0 else None)
     return (n_wrong == 0 and acc == 1.0), n_wrong, acc
+
+
+def _build(cfg: TrainConfig) -> CAModel:
+    model = build_model(cfg.model, **cfg.model_kwargs)
+    assert isinstance(model, CAModel)  # TrainConfig accepts cellular-automaton models only
+    return model
 
 
 def train(
@@ -368,140 +488,176 @@ def train(
     out_path = Path(out) if out is not None else None
     if out_path is not None and out_path.exists() and not overwrite:
         raise CheckpointError(out_path, "already exists; pass overwrite=True (CLI: --overwrite)")
+    _build(cfg)  # bad model arguments fail here, before any data is made
     ctx = _Dist(cfg.device)
     try:
-        return _train(cfg, rule, ctx, out_path, overwrite, progress)
+        if cfg.batch_size < ctx.world:
+            raise ValueError(
+                f"batch_size {cfg.batch_size} is smaller than the world size {ctx.world}")
+        staging = (out_path.parent / f"{out_path.name}.partial"
+                   if out_path is not None and ctx.rank == 0 else None)
+        run = _Run(cfg, rule, ctx, staging, progress)
+        best = run.attempts()
+        result = run.result(best)
+        if staging is not None and out_path is not None:
+            result.checkpoint = _write_checkpoint(result, cfg, out_path, staging, overwrite)
+        ctx.barrier()
+        return result
     finally:
         ctx.close()
 
 
-def _train(cfg: TrainConfig, rule: Rule, ctx: _Dist, out: Path | None, overwrite: bool,
-           progress: bool | None) -> TrainResult:
-    device, rank, world = ctx.device, ctx.rank, ctx.world
-    main = rank == 0
-    if cfg.batch_size < world:
-        raise ValueError(f"batch_size {cfg.batch_size} is smaller than the world size {world}")
-    data_seed = cfg.effective_data_seed
-    recipe = {"density": cfg.density, "burn_in": cfg.burn_in, "noise": cfg.noise}
-    data = make_dataset(rule, cfg.n_boards, cfg.board_size, cfg.pairs_per_board,
-                        seed=data_seed, **recipe)
-    held = make_dataset(rule, cfg.holdout_boards, cfg.board_size, cfg.pairs_per_board,
-                        seed=data_seed + 1, **recipe)
-    train_x, train_y = data.x.to(device), data.y.to(device)
-    held_x, held_y = held.x.to(device), held.y.to(device)
-    n = train_x.shape[0]
+class _Run:
+    """One training run: the data, the attempts, the step records and their log."""
 
-    staging = out.parent / f"{out.name}.partial" if (out is not None and main) else None
-    log: TextIO | None = None
-    if staging is not None:
-        staging.mkdir(parents=True, exist_ok=True)
-        log = open(staging / "metrics.jsonl", "w", encoding="utf-8")
-    bar = _Progress(main and (sys.stderr.isatty() if progress is None else progress))
+    def __init__(self, cfg: TrainConfig, rule: Rule, ctx: _Dist, staging: Path | None,
+                 progress: bool | None) -> None:
+        self.cfg, self.rule, self.ctx, self.staging = cfg, rule, ctx, staging
+        data_seed = cfg.effective_data_seed
+        recipe: dict[str, Any] = {"density": cfg.density, "burn_in": cfg.burn_in,
+                                  "noise": cfg.noise}
+        data = make_dataset(rule, cfg.n_boards, cfg.board_size, cfg.pairs_per_board,
+                            seed=data_seed, **recipe)
+        held = make_dataset(rule, cfg.holdout_boards, cfg.board_size, cfg.pairs_per_board,
+                            seed=data_seed + 1, **recipe)
+        device = ctx.device
+        self.train_x, self.train_y = data.x.to(device), data.y.to(device)
+        self.held_x, self.held_y = held.x.to(device), held.y.to(device)
+        self.main = ctx.rank == 0
+        self.show = self.main and (sys.stderr.isatty() if progress is None else progress)
+        self.history: list[StepRecord] = []
+        self.global_step = 0
+        self.seconds = 0.0
 
-    history: list[dict[str, Any]] = []
-    attempts = cfg.restarts + 1
-    best: tuple[tuple[int, float], dict[str, torch.Tensor], dict[str, Any]] | None = None
-    global_step = 0
-    start = time.perf_counter()
-    try:
-        for attempt in range(attempts):
-            seed = cfg.seed + 1000 * attempt
-            torch.manual_seed(seed)
-            model = build_model(cfg.model, **cfg.model_kwargs).to(device)
-            net: nn.Module = model
-            if ctx.distributed:
-                from torch.nn.parallel import DistributedDataParallel
-
-                net = DistributedDataParallel(
-                    model, device_ids=[device.index] if device.type == "cuda" else None)
-            opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-            gen = torch.Generator().manual_seed(seed)
-            model.train()
-            exact, n_wrong, acc, steps_run = False, -1, 0.0, 0
-            for t in range(1, cfg.steps + 1):
-                idx = torch.randint(n, (cfg.batch_size,), generator=gen)[rank::world].to(device)
-                x = boards_to_onehot(train_x[idx], next(model.parameters()).dtype)
-                ce = F.cross_entropy(net(x), train_y[idx].long())
-                l1 = l1_penalty(model)
-                loss = ce + cfg.l1 * l1
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                global_step += 1
-                steps_run = t
-                rec: dict[str, Any] = {
-                    "restart": attempt, "seed": seed, "step": t, "global_step": global_step,
-                    "loss": loss.item(), "ce": ce.item(), "l1": l1.item(),
-                    "time": round(time.perf_counter() - start, 4),
-                }
-                checked = t % cfg.check_every == 0 or t == cfg.steps
-                if checked:
-                    status = [0.0, -1.0, 0.0]
-                    if main:
-                        e, w, a = _check(model, rule, held_x, held_y)
-                        status = [float(e), float(w), a]
-                        model.train()
-                    e, w, a = ctx.broadcast(status)
-                    exact, n_wrong, acc = bool(e), int(w), float(a)
-                    rec.update(acc=acc, n_wrong=None if n_wrong < 0 else n_wrong, exact=exact)
-                history.append(rec)
-                if log is not None:
-                    log.write(json.dumps(rec) + "\n")
-                    if checked:
-                        log.flush()
-                bar.update(attempt, attempts, t, cfg.steps, rec["loss"],
-                           acc if checked else None, n_wrong if n_wrong >= 0 else None,
-                           force=checked)
-                if exact:
+    def attempts(self) -> Attempt:
+        """Run attempts until one is exact or ``restarts + 1`` have run; the best one."""
+        cfg = self.cfg
+        best: Attempt | None = None
+        start = time.perf_counter()
+        with ExitStack() as stack:
+            log: TextIO | None = None
+            if self.staging is not None:
+                self.staging.mkdir(parents=True, exist_ok=True)
+                log = stack.enter_context(
+                    open(self.staging / "metrics.jsonl", "w", encoding="utf-8"))
+            bar = stack.enter_context(_Progress(self.show))
+            for index in range(cfg.restarts + 1):
+                attempt = self._attempt(index, start, log, bar)
+                if best is None or attempt.rank < best.rank:
+                    best = attempt
+                if attempt.exact:
                     break
-            # best attempt: fewest wrong patterns (unknown counts as 513), then accuracy
-            key = (n_wrong if n_wrong >= 0 else 513, -acc)
-            if best is None or key < best[0]:
-                info = {"seed": seed, "attempt": attempt, "steps_run": steps_run,
-                        "exact": exact, "n_wrong": n_wrong, "acc": acc}
-                best = (key, copy.deepcopy(model.state_dict()), info)
+        self.seconds = time.perf_counter() - start
+        assert best is not None  # restarts ≥ 0: at least one attempt ran
+        return best
+
+    def _batches(self, gen: torch.Generator) -> Iterator[tuple[Tensor, Tensor]]:
+        """This rank's shard ``batch[rank::world]`` of the same global batch on every rank."""
+        n, ctx = self.train_x.shape[0], self.ctx
+        while True:
+            idx = torch.randint(n, (self.cfg.batch_size,), generator=gen)
+            idx = idx[ctx.rank::ctx.world].to(ctx.device)
+            yield self.train_x[idx], self.train_y[idx]
+
+    def _attempt(self, index: int, start: float, log: TextIO | None, bar: _Progress
+                 ) -> Attempt:
+        """One attempt from fresh weights (seed ``seed + 1000·index``), stopping when exact."""
+        cfg, ctx = self.cfg, self.ctx
+        seed = cfg.seed + 1000 * index
+        torch.manual_seed(seed)
+        model = _build(cfg).to(ctx.device)
+        net: nn.Module = model  # the forward of training goes through DDP when distributed
+        if ctx.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            net = DistributedDataParallel(
+                model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+        dtype = next(model.parameters()).dtype
+        model.train()
+        exact, n_wrong, acc, steps_run = False, None, 0.0, 0
+        batches = self._batches(torch.Generator().manual_seed(seed))
+        for t in range(1, cfg.steps + 1):
+            x, y = next(batches)
+            ce = F.cross_entropy(net(boards_to_onehot(x, dtype)), y.long())
+            l1 = l1_penalty(model)
+            loss = ce + cfg.l1 * l1  # L = CE + λ Σ|w|
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            self.global_step += 1
+            steps_run = t
+            checked = t % cfg.check_every == 0 or t == cfg.steps
+            found: dict[str, Any] = {}
+            if checked:
+                exact, n_wrong, acc = self._check_everywhere(model)
+                found = {"acc": acc, "n_wrong": n_wrong, "exact": exact}
+            rec = StepRecord(
+                restart=index, seed=seed, step=t, global_step=self.global_step,
+                loss=loss.item(), ce=ce.item(), l1=l1.item(),
+                time=round(time.perf_counter() - start, 4), **found,
+            )
+            self.history.append(rec)
+            if log is not None:
+                log.write(json.dumps(rec.to_dict()) + "\n")
+                if checked:
+                    log.flush()
+            bar.update(index, cfg.restarts + 1, t, cfg.steps, rec.loss,
+                       acc if checked else None, n_wrong, force=checked)
             if exact:
                 break
-        seconds = time.perf_counter() - start
-    finally:
-        bar.close()
-        if log is not None:
-            log.close()
+        return Attempt(index=index, seed=seed, steps_run=steps_run, exact=exact,
+                       n_wrong=n_wrong, accuracy=acc,
+                       state={k: v.detach().clone() for k, v in model.state_dict().items()})
 
-    assert best is not None
-    _, state, info = best
-    torch.manual_seed(info["seed"])
-    model = build_model(cfg.model, **cfg.model_kwargs).to(device)
-    model.load_state_dict(state)
-    model.eval()
-    model.rule = rule
+    def _check_everywhere(self, model: CAModel) -> tuple[bool, int | None, float]:
+        """Rank 0 checks exactness; every rank gets its answer (so all stop together)."""
+        status = [0.0, -1.0, 0.0]
+        if self.main:
+            exact, n_wrong, acc = _check(model, self.rule, self.held_x, self.held_y)
+            status = [float(exact), -1.0 if n_wrong is None else float(n_wrong), acc]
+            model.train()
+        e, w, a = self.ctx.broadcast(status)
+        return bool(e), None if w < 0 else int(w), float(a)
 
-    result = TrainResult(
-        model=model, exact=info["exact"], accuracy=info["acc"], n_wrong=info["n_wrong"],
-        steps_run=info["steps_run"], total_steps=global_step, seconds=seconds,
-        seed_used=info["seed"], restarts_used=info["attempt"], history=history,
-        rank=rank, world_size=world,
+    def result(self, best: Attempt) -> TrainResult:
+        """The best attempt's model in eval mode, evaluated again in full on rank 0."""
+        cfg, rule = self.cfg, self.rule
+        torch.manual_seed(best.seed)
+        model = _build(cfg).to(self.ctx.device)
+        model.load_state_dict(best.state)
+        model.eval()
+        verify = rollout = None
+        exact, accuracy = best.exact, best.accuracy
+        n_wrong = -1 if best.n_wrong is None else best.n_wrong
+        if self.main:
+            verify = verify_exact(model, rule)
+            accuracy = dataset_accuracy(model, self.held_x, self.held_y)
+            n_wrong = verify.n_wrong
+            exact = verify.exact and accuracy == 1.0
+            rollout = rollout_agreement(model, rule, size=64, steps=64,
+                                        seed=cfg.effective_data_seed)
+        return TrainResult(
+            model=model, exact=exact, accuracy=accuracy, n_wrong=n_wrong,
+            steps_run=best.steps_run, total_steps=self.global_step, seconds=self.seconds,
+            seed_used=best.seed, restarts_used=best.index, history=self.history,
+            verify=verify, rollout=rollout, rank=self.ctx.rank, world_size=self.ctx.world,
+        )
+
+
+def _write_checkpoint(result: TrainResult, cfg: TrainConfig, out: Path, staging: Path,
+                      overwrite: bool) -> Path:
+    """Write the checkpoint ``out`` (weights, config, card) with the run's ``metrics.jsonl``
+    and training curve from ``staging``, then remove ``staging``."""
+    from gzoo.plots import save_training_curve
+
+    title = f"{cfg.rule} · {preset_name(result.model) or cfg.model} · seed {cfg.seed}"
+    curve = save_training_curve([r.to_dict() for r in result.history],
+                                staging / "training_curve.png", title=title)
+    folder = save_checkpoint(
+        result.model, out, rule=cfg.rule, train_config=result.recipe(cfg, out),
+        metrics=result.metrics(), overwrite=overwrite,
+        extra_files={"metrics.jsonl": staging / "metrics.jsonl", "training_curve.png": curve},
     )
-    if main:
-        result.verify = verify_exact(model, rule)
-        result.accuracy = dataset_accuracy(model, held_x, held_y)
-        result.n_wrong = result.verify.n_wrong
-        result.exact = result.verify.exact and result.accuracy == 1.0
-        result.rollout = rollout_agreement(model, rule, size=64, steps=64,
-                                           seed=data_seed)
-        if out is not None and staging is not None:
-            from gzoo.plots import save_training_curve
-
-            title = f"{rule} · {model.model_kind} · seed {cfg.seed}"
-            save_training_curve(history, staging / "training_curve.png", title=title)
-            model.config = None
-            result.checkpoint = save_checkpoint(
-                model, out, rule=rule, train_config=result.recipe(cfg, out),
-                metrics=result.metrics(),
-                overwrite=overwrite,
-                extra_files={"metrics.jsonl": staging / "metrics.jsonl",
-                             "training_curve.png": staging / "training_curve.png"},
-            )
-            shutil.rmtree(staging, ignore_errors=True)
-    ctx.barrier()
-    return result
+    shutil.rmtree(staging, ignore_errors=True)
+    return folder

@@ -26,8 +26,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from gzoo.ca import Rule, neighbour_counts, step
-from gzoo.models.base import boards_to_onehot
+from gzoo._checks import check_int
+from gzoo.ca import Rule, all_patterns, neighbour_counts, step
+from gzoo.ca.stencil import N_PATTERNS, orbit_labels
+from gzoo.models.base import model_device_dtype, predict_logits, predict_next
 
 __all__ = [
     "ExactResult",
@@ -44,16 +46,6 @@ __all__ = [
     "verify_exact",
 ]
 
-N_PATTERNS = 512
-
-
-def all_patterns(device: torch.device | str | None = None) -> Tensor:
-    """All 512 3×3 patterns as ``uint8 [512, 3, 3]``: bit ``3r + c`` of ``n`` is cell ``(r, c)``."""
-    n = torch.arange(N_PATTERNS, device=device)
-    bits = (n[:, None] >> torch.arange(9, device=device)) & 1
-    return bits.to(torch.uint8).view(N_PATTERNS, 3, 3)
-
-
 @dataclass(frozen=True)
 class WrongPattern:
     """One 3×3 neighbourhood the model gets wrong.
@@ -64,7 +56,7 @@ class WrongPattern:
     """
 
     index: int
-    cells: tuple[tuple[int, int, int], ...]
+    cells: tuple[tuple[int, ...], ...]
     state: int
     count: int
     expected: int
@@ -130,41 +122,6 @@ class ExactResult:
         }
 
 
-def _device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
-    p = next(iter(model.parameters()), None)
-    if p is None:
-        return torch.device("cpu"), torch.float32
-    return p.device, p.dtype
-
-
-@torch.no_grad()
-def _predict(model: nn.Module, boards: Tensor, batch_size: int) -> Tensor:
-    """``argmax`` next state of uint8 boards ``[N, H, W]`` (model's device/dtype), as uint8."""
-    device, dtype = _device_dtype(model)
-    out = []
-    for part in boards.split(batch_size):
-        logits = model(boards_to_onehot(part.to(device), dtype))
-        out.append(logits.argmax(1).to(torch.uint8))
-    return torch.cat(out)
-
-
-class _EvalMode:
-    """Context manager: ``model.eval()`` inside, the previous train/eval flags restored after."""
-
-    def __init__(self, model: nn.Module) -> None:
-        self.model = model
-        self.flags: list[tuple[nn.Module, bool]] = []
-
-    def __enter__(self) -> nn.Module:
-        self.flags = [(m, m.training) for m in self.model.modules()]
-        self.model.eval()
-        return self.model
-
-    def __exit__(self, *exc: object) -> None:
-        for m, flag in self.flags:
-            m.training = flag
-
-
 def pattern_counts(patterns: Tensor, neighbourhood: str) -> Tensor:
     """Live neighbours of the centre of each ``[N, 3, 3]`` pattern (int64 ``[N]``).
 
@@ -199,7 +156,6 @@ class PatternProbe:
         return self.p_alive > 0.5
 
 
-@torch.no_grad()
 def probe_patterns(
     model: nn.Module,
     *,
@@ -210,38 +166,35 @@ def probe_patterns(
 ) -> PatternProbe:
     """Run ``model`` on all 512 3×3 patterns: alone on a 3×3 torus when its receptive field is
     at most 3, else at the centre of ``n_contexts`` random boards of side ``r + 2`` (module
-    docstring). Eval mode, the model's device and dtype; train/eval flags restored after."""
+    docstring). Through :func:`gzoo.models.predict_logits`: eval mode (train/eval flags restored
+    after), no gradients, the model's device and dtype."""
     rf = receptive_field if receptive_field is not None else getattr(
         model, "receptive_field", None)
-    if rf is not None and (isinstance(rf, bool) or not isinstance(rf, int) or rf < 1):
-        raise ValueError(f"receptive_field must be a positive int, got {rf!r}")
-    device, dtype = _device_dtype(model)
+    if rf is not None:
+        rf = check_int("receptive_field", rf)
+    device, _ = model_device_dtype(model)
     patterns = all_patterns(device)
 
     def p_alive(boards: Tensor, r: int, c: int) -> Tensor:
-        out = []
-        for part in boards.split(batch_size):
-            logits = model(boards_to_onehot(part, dtype))[:, :, r, c]
-            out.append(torch.softmax(logits.double(), dim=1)[:, 1])
-        return torch.cat(out)
+        """softmax probability of "alive" at cell (r, c): p = σ(z_alive − z_dead)."""
+        logits = predict_logits(model, boards, batch_size=batch_size)[:, :, r, c]
+        return torch.softmax(logits.double(), dim=1)[:, 1]
 
-    with _EvalMode(model):
-        if rf is not None and rf <= 3:
-            probs = p_alive(patterns, 1, 1)[:, None]
-            return PatternProbe(probs, "exhaustive", 1, rf, (
-                f"all {N_PATTERNS} 3×3 neighbourhoods checked; receptive field {rf} ≤ 3, so "
-                "this decides every board of every size"))
-        if isinstance(n_contexts, bool) or not isinstance(n_contexts, int) or n_contexts < 1:
-            raise ValueError(f"n_contexts must be a positive int, got {n_contexts!r}")
-        side = (rf if rf is not None else 9) + 2
-        side += 1 - side % 2  # odd, so the pattern sits at the centre
-        c = side // 2
-        g = torch.Generator().manual_seed(seed)
-        density = torch.rand(n_contexts, 1, 1, generator=g)
-        ctx = (torch.rand(n_contexts, side, side, generator=g) < density).to(torch.uint8)
-        boards = ctx.to(device).repeat(N_PATTERNS, 1, 1)  # [512·n_contexts, side, side]
-        boards[:, c - 1:c + 2, c - 1:c + 2] = patterns.repeat_interleave(n_contexts, 0)
-        probs = p_alive(boards, c, c).view(N_PATTERNS, n_contexts)
+    if rf is not None and rf <= 3:
+        probs = p_alive(patterns, 1, 1)[:, None]
+        return PatternProbe(probs, "exhaustive", 1, rf, (
+            f"all {N_PATTERNS} 3×3 neighbourhoods checked; receptive field {rf} ≤ 3, so "
+            "this decides every board of every size"))
+    n_contexts = check_int("n_contexts", n_contexts)
+    side = (rf if rf is not None else 9) + 2
+    side += 1 - side % 2  # odd, so the pattern sits at the centre
+    c = side // 2
+    g = torch.Generator().manual_seed(seed)
+    density = torch.rand(n_contexts, 1, 1, generator=g)
+    ctx = (torch.rand(n_contexts, side, side, generator=g) < density).to(torch.uint8)
+    boards = ctx.to(device).repeat(N_PATTERNS, 1, 1)  # [512·n_contexts, side, side]
+    boards[:, c - 1:c + 2, c - 1:c + 2] = patterns.repeat_interleave(n_contexts, 0)
+    probs = p_alive(boards, c, c).view(N_PATTERNS, n_contexts)
     why = (f"receptive field {rf} > 3" if rf is not None
            else "the model does not declare its receptive field")
     return PatternProbe(probs, "contexts", n_contexts, rf, (
@@ -298,18 +251,14 @@ def verify_exact(
     )
 
 
-@torch.no_grad()
 def dataset_accuracy(model: nn.Module, x: Tensor, y: Tensor, *, batch_size: int = 256) -> float:
-    """Fraction of cells where ``argmax model(x) == y`` (uint8 boards ``[N, H, W]``), eval mode."""
+    """Fraction of cells where ``argmax model(x) == y`` (0/1 boards ``[N, H, W]``), through
+    :func:`gzoo.models.predict_next` (eval mode, the model's device and dtype)."""
     if x.shape != y.shape or x.dim() != 3:
         raise ValueError(f"x and y must be [N, H, W] of equal shape, got {list(x.shape)}, "
                          f"{list(y.shape)}")
-    device, _ = _device_dtype(model)
-    correct = 0
-    with _EvalMode(model):
-        for xb, yb in zip(x.split(batch_size), y.split(batch_size), strict=True):
-            pred = _predict(model, xb, batch_size)
-            correct += int((pred == yb.to(device)).sum())
+    pred = predict_next(model, x, batch_size=batch_size)
+    correct = int((pred == y.to(pred.device)).sum())
     return correct / max(1, y.numel())
 
 
@@ -351,7 +300,6 @@ class RolloutResult:
         }
 
 
-@torch.no_grad()
 def rollout_agreement(
     model: nn.Module,
     rule: Rule | str,
@@ -365,8 +313,8 @@ def rollout_agreement(
     g = torch.Generator().manual_seed(seed)
     soups = torch.stack([(torch.rand(size, size, generator=g) < d).to(torch.uint8)
                          for d in densities])
-    net, exact = rollout_histories(model, rule, soups, steps)  # [steps + 1, D, H, W]
-    same = (net[1:] == exact[1:]).flatten(2).double().mean(2)  # [steps, D]
+    net_history, rule_history = rollout_histories(model, rule, soups, steps)  # [steps+1, D, H, W]
+    same = (net_history[1:] == rule_history[1:]).flatten(2).double().mean(2)  # [steps, D]
     agree = same.mean(0).tolist() if steps else [1.0] * len(densities)
     final = same[-1].tolist() if steps else [1.0] * len(densities)
     first: list[int | None] = []
@@ -379,26 +327,23 @@ def rollout_agreement(
     )
 
 
-@torch.no_grad()
 def rollout_histories(model: nn.Module, rule: Rule | str, board: Tensor,
                       steps: int) -> tuple[Tensor, Tensor]:
-    """The model's self-fed history and the rule's, both ``[steps + 1, ...]`` uint8, from the
-    same ``[H, W]`` or ``[B, H, W]`` board(s): ``x_{t+1} = model(x_t)`` against
-    :func:`gzoo.ca.simulate`. Eval mode, the model's device and dtype."""
-    from gzoo.ca import simulate
+    """``(net_history, rule_history)``: the model's self-fed history and the rule's, both
+    ``[steps + 1, ...]`` uint8 on the CPU, from the same ``[H, W]`` or ``[B, H, W]`` 0/1
+    board(s): ``x_{t+1} = argmax model(x_t)`` (:func:`gzoo.models.predict_next`) against
+    :func:`gzoo.ca.simulate`."""
+    from gzoo.ca import as_uint8_boards, simulate
 
     rule = Rule.parse(rule)
-    exact = simulate(board.to(torch.uint8).cpu(), rule, steps)
-    device, dtype = _device_dtype(model)
-    x = exact[0].to(device)
-    x = x if x.dim() == 3 else x[None]
+    rule_history = simulate(as_uint8_boards(board, "board").cpu(), rule, steps)
+    device, _ = model_device_dtype(model)
+    x = rule_history[0].to(device)
     frames = [x.cpu()]
-    with _EvalMode(model):
-        for _ in range(steps):
-            x = model(boards_to_onehot(x, dtype)).argmax(1).to(torch.uint8)
-            frames.append(x.cpu())
-    net = torch.stack(frames)
-    return (net if exact.dim() == 4 else net[:, 0]), exact
+    for _ in range(steps):
+        x = predict_next(model, x)
+        frames.append(x.cpu())
+    return torch.stack(frames), rule_history
 
 
 def symmetry_floor(rule: Rule | str, group: str) -> int:
@@ -411,16 +356,9 @@ def symmetry_floor(rule: Rule | str, group: str) -> int:
     group here; von Neumann rules separate orthogonal from diagonal neighbours, which p8's ring
     rotation exchanges, so p8's floor is positive for them.
     """
-    from gzoo.groups import get_group
-
-    rule, g = Rule.parse(rule), get_group(group)
-    patterns = all_patterns()
-    expected = step(patterns, rule)[:, 1, 1].long()
-    weights = 1 << torch.arange(9)
-    # orbit label: the smallest pattern index over the group's images of each pattern
-    images = torch.stack([(g.act_z2(patterns, e).flatten(1).long() * weights).sum(1)
-                          for e in range(g.order)])
-    orbit = images.min(0).values
+    rule = Rule.parse(rule)
+    expected = step(all_patterns(), rule)[:, 1, 1].long()
+    orbit = orbit_labels(group)  # the smallest pattern index of each pattern's orbit
     alive = torch.zeros(N_PATTERNS, dtype=torch.long).index_add_(0, orbit, expected)
     size = torch.zeros(N_PATTERNS, dtype=torch.long).index_add_(0, orbit, torch.ones_like(orbit))
     return int(torch.minimum(alive, size - alive).sum())

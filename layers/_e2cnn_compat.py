@@ -87,7 +87,7 @@ def _basis_hash(self: Any) -> int:
 def _proxy_global(module: types.ModuleType, name: str, real: Any, **overrides: Any) -> bool:
     """Replace ``module.<name>`` (the real module ``real``) by a proxy; True if in effect."""
     current = getattr(module, name, None)
-    if current is real:
+    if current is real and real is not None:
         setattr(module, name, _ModuleProxy(real, **overrides))
         return True
     return isinstance(current, _ModuleProxy)

@@ -249,12 +249,13 @@ class GroupConvBase(nn.Module):
             w, b = self.expand_filter(), self.expand_bias()
         conv = nn.Conv2d(
             w.shape[1], w.shape[0], self.kernel_size, self.stride, self.padding,
-            self.dilation, bias=b is not None, padding_mode=self.padding_mode,
+            self.dilation, bias=b is not None,
+            padding_mode=self.padding_mode,  # type: ignore[arg-type]  # checked in __init__
             device=w.device, dtype=w.dtype,
         )
         with torch.no_grad():
             conv.weight.copy_(w)
-            if b is not None:
+            if b is not None and conv.bias is not None:
                 conv.bias.copy_(b)
         return conv.train(self.training)
 
@@ -300,10 +301,10 @@ class GroupCorrelation(GroupConvBase):
         self, device: torch.device | str | None, dtype: torch.dtype | None
     ) -> None:
         o, i, k, n = self.out_channels, self.in_channels, self.kernel_size, self.group_order
-        factory = {"device": device, "dtype": dtype}
         shape = (o, i, k, k) if self.lifting else (o, i, n, k, k)
-        self.weight = nn.Parameter(torch.empty(shape, **factory))
-        self.bias = nn.Parameter(torch.empty(o, **factory)) if self.has_bias else None
+        self.weight = nn.Parameter(torch.empty(shape, device=device, dtype=dtype))
+        self.bias = (nn.Parameter(torch.empty(o, device=device, dtype=dtype)) if self.has_bias
+                     else None)
         # _index[n]: source in weight.flatten() of entry n of bank.flatten(), so the bank is one
         # index_select (one kernel; backward one index_add_). Built from the group's table
         # idx[g, q] (source of entry q of the bank row for element g): bank[o, g, i, q] =
@@ -313,6 +314,7 @@ class GroupCorrelation(GroupConvBase):
         flat = (torch.arange(o).view(-1, 1, 1, 1) * (i * per)
                 + torch.arange(i).view(1, 1, -1, 1) * per
                 + idx.view(1, n, 1, per))
+        self._index: Tensor
         self.register_buffer("_index", flat.reshape(-1).to(device), persistent=False)
         self.reset_parameters()
 

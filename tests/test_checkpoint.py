@@ -1,5 +1,6 @@
 """Checkpoint folders: round trips, the model card, zoo names, and every loading failure."""
 
+import dataclasses
 import json
 
 import pytest
@@ -10,8 +11,10 @@ from gzoo.ca import Rule
 from gzoo.checkpoint import (
     CONFIG_FILE,
     README_FILE,
+    TASK_CA,
     WEIGHTS_FILE,
     CheckpointError,
+    CheckpointInfo,
     load_checkpoint,
     load_pretrained,
     save_checkpoint,
@@ -64,9 +67,38 @@ def test_round_trip_identical_outputs(tmp_path, kind, kwargs):
         rtol=0, atol=0,
     )
     assert torch.equal(loaded.step(x), model.step(x))
-    assert loaded.rule == Rule.parse("B36/S23")
-    assert loaded.config["model"] == {"class": type(model).__name__,
+    assert loaded.checkpoint.rule == Rule.parse("B36/S23")
+    assert loaded.checkpoint.config["model"] == {"class": type(model).__name__,
                                       "kwargs": model.init_kwargs()}
+
+
+def test_checkpoint_record_travels_beside_the_weights(tmp_path):
+    """The loaded model carries one read-only record; the module's weights are untouched."""
+    model = randomised(build_model("p4"))
+    assert model.checkpoint is None  # built in code
+    folder = save(model, tmp_path / "b36s23_p4")
+    loaded = load_pretrained(folder)
+    info = loaded.checkpoint
+    assert isinstance(info, CheckpointInfo)
+    assert (info.path, info.name, info.task) == (folder, "b36s23_p4", TASK_CA)
+    assert info.rule == Rule.parse("B36/S23")
+    assert info.metrics["exact"] is True and info.train["seed_used"] == 3
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        info.rule = Rule.parse("B3/S23")  # type: ignore[misc]
+    info.config["rule"] = "B3/S23"  # a copy: the record does not change
+    assert info.config["rule"] == "B36/S23" and info.rule == Rule.parse("B36/S23")
+    assert set(loaded.state_dict()) == set(model.state_dict())
+
+
+def test_task_defaults_to_cellular_automaton_and_unknown_tasks_fail(ckpt):
+    cfg = json.loads((ckpt / CONFIG_FILE).read_text())
+    assert cfg["task"] == TASK_CA
+    del cfg["task"]  # configs written before tasks existed (the shipped zoo's)
+    (ckpt / CONFIG_FILE).write_text(json.dumps(cfg))
+    assert load_pretrained(ckpt).checkpoint.task == TASK_CA
+    edit_config(ckpt, task="protein-folding")
+    with pytest.raises(CheckpointError, match="unknown task 'protein-folding'"):
+        load_pretrained(ckpt)
 
 
 def test_config_contents(tmp_path):
@@ -86,7 +118,7 @@ def test_config_contents(tmp_path):
         assert f.metadata() == {"format": "pt"}
         assert set(f.keys()) == set(model.state_dict())
     loaded = load_checkpoint(folder)
-    assert loaded.config == cfg
+    assert loaded.checkpoint.config == cfg
 
 
 def test_model_card(tmp_path):
@@ -246,7 +278,7 @@ def test_zoo_names(fake_zoo):
     save(model, fake_zoo / "b3s23_p4m", rule="B3/S23")
     loaded = load_pretrained("b3s23_p4m")
     assert torch.equal(loaded.step(boards(1)), model.step(boards(1)))
-    assert loaded.rule == Rule.parse("B3/S23")
+    assert loaded.checkpoint.rule == Rule.parse("B3/S23")
     (rows,) = zoo_entries()
     assert rows == {"name": "b3s23_p4m", "rule": "B3/S23", "group": "p4m", "model": "GCNN",
                     "n_params": 218, "exact": True, "accuracy": 1.0}

@@ -98,8 +98,8 @@ def trained(tmp_path_factory):
 
 def test_train_writes_an_exact_checkpoint(trained):
     model = load_checkpoint(trained)
-    assert model.config["metrics"]["exact"] is True
-    assert model.config["train"]["model"] == "p8" and model.n_params == 218
+    assert model.checkpoint.config["metrics"]["exact"] is True
+    assert model.checkpoint.config["train"]["model"] == "p8" and model.n_params == 218
     assert "gzoo train --rule B36/S23 --model p8" in (trained / "README.md").read_text()
 
 
@@ -187,16 +187,27 @@ def test_equivariance_table(capsys):
     assert code == 0 and "P8Conv" in out and "float64" in out
 
 
-def test_demo_with_a_checkpoint(trained, tmp_path, capsys):
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [
+        ("trained", ["identical at every step", "rule read back from the network: rule B36/S23",
+                     "45° ring rotation of a 3×3 stencil"]),
+        ("b3s23_small", ["identical at every step", "rule read back from the network: rule B3/S23",
+                         "lifting layer: does not apply (SimpleCNNSmall has no lifting",
+                         "whole network: does not apply (SimpleCNNSmall declares no symmetry"]),
+    ],
+)
+def test_demo(model, expected, request, tmp_path, capsys):
     """The demo on a freshly trained HighLife p8 checkpoint (the zoo's own is tested in
-    test_zoo.py): rollout agreement, the rule read back, equivariance, a PNG."""
+    test_zoo.py), and on b3s23_small, a shipped plain CNN: rollout agreement, the rule read
+    back, the equivariance probes that apply (and which do not), a PNG."""
+    source = request.getfixturevalue("trained") if model == "trained" else model
     out = tmp_path / "demo.png"
-    code, text, _ = run(capsys, "demo", "--model", trained, "--size", 24, "--steps", 20,
-                        "--out", out)
-    assert code == 0, text
-    assert "identical at every step" in text
-    assert "rule read back from the network: rule B36/S23" in text
-    assert "45° ring rotation of a 3×3 stencil" in text
+    code, text, err = run(capsys, "demo", "--model", source, "--size", 24, "--steps", 20,
+                          "--out", out)
+    assert code == 0, text + err
+    for needle in expected:
+        assert needle in text, needle
     assert out.read_bytes()[:8] == PNG
 
 
@@ -215,3 +226,40 @@ def test_infer_rule_missing_checkpoint_is_one_line(tmp_path, capsys):
     code, _, err = run(capsys, "infer-rule", tmp_path / "nope")
     assert code == 2
     one_line_error(err, "nope")
+
+
+# ---------------------------------------------------------------------- rule families (issue 13)
+def test_symmetry_command_for_a_rule_a_checkpoint_and_saved_data(tmp_path, capsys):
+    import numpy as np
+
+    from gzoo.ca import simulate
+
+    assert main(["symmetry", "--rule", "B3/S2-i34q", "--boards", "4", "--size", "24"]) == 0
+    out = capsys.readouterr().out
+    assert "symmetry D4 but not the 45° ring" in out and "recommended model: p4m" in out
+    assert main(["symmetry", "b13s012v_p4m"]) == 0
+    assert "from model" in capsys.readouterr().out
+    soups = torch.rand(4, 24, 24, generator=torch.Generator().manual_seed(0)) < 0.4
+    np.save(tmp_path / "h.npy", simulate(soups, "B3/S23", 3).numpy())
+    assert main(["symmetry", "--data", str(tmp_path / "h.npy")]) == 0
+    assert "recommended model: p8" in capsys.readouterr().out
+    assert main(["symmetry"]) == 2
+    assert "exactly one of" in capsys.readouterr().err
+    assert main(["symmetry", "--data", str(tmp_path / "nope.csv")]) == 2
+    assert ".npy or .pt" in capsys.readouterr().err
+
+
+def test_simulate_runs_an_rle_pattern(tmp_path, capsys):
+    rle = tmp_path / "blinker.rle"
+    rle.write_text("x = 3, y = 1, rule = B3/S23\n3o!\n")
+    out = tmp_path / "b.png"
+    assert main(["simulate", "--pattern", str(rle), "--steps", "4", "--size", "9",
+                 "--out", str(out)]) == 0
+    assert out.is_file() and "9×9" in capsys.readouterr().out
+    assert main(["simulate", "--pattern", "replicator", "--rule", "B3/S23", "--steps", "2",
+                 "--out", str(tmp_path / "r.png")]) == 0
+    assert "the pattern's own rule is B36/S23" in capsys.readouterr().out
+    bad = tmp_path / "bad.rle"
+    bad.write_text("x = 2, y = 1\n5o!\n")
+    assert main(["simulate", "--pattern", str(bad), "--out", str(tmp_path / "x.png")]) == 2
+    assert "line 2, column 2" in capsys.readouterr().err

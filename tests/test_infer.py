@@ -155,8 +155,8 @@ def test_every_zoo_checkpoint_reads_back_its_rule(name):
 
     model = gzoo.load_pretrained(name)
     res = infer_rule(model, check_steps=16, check_size=32)
-    assert res.consistent and res.rule == model.rule
-    assert res.neighbourhood == model.rule.neighbourhood
+    assert res.consistent and res.rule == model.checkpoint.rule
+    assert res.neighbourhood == model.checkpoint.rule.neighbourhood
     assert res.check.identical
 
 

@@ -8,18 +8,21 @@ from conftest import devices
 from gzoo.groups import ring_rotation_index
 from gzoo.models import (
     GCNN,
-    KINDS,
     MODELS,
+    PRESETS,
     CAModel,
     MultiScale,
     SimpleCNNSmall,
     SimpleCNNTiny,
     boards_to_onehot,
     build_model,
+    predict_logits,
+    predict_next,
+    preset_name,
 )
 from gzoo.verify import all_patterns
 
-ALL_KINDS = sorted(KINDS)
+ALL_PRESETS = sorted(PRESETS)
 ORDER = {"p4": 4, "p4m": 8, "p8": 8}
 
 
@@ -28,13 +31,13 @@ def onehot(b=3, h=9, w=11, seed=0):
     return boards_to_onehot(torch.randint(0, 2, (b, h, w), generator=g))
 
 
-def built(kind, **kw):
-    return build_model(kind, **kw).eval()
+def built(preset, **kw):
+    return build_model(preset, **kw).eval()
 
 
-@pytest.mark.parametrize("kind", ALL_KINDS)
-def test_shapes_and_nonsquare_boards(kind):
-    m = built(kind)
+@pytest.mark.parametrize("preset", ALL_PRESETS)
+def test_shapes_and_nonsquare_boards(preset):
+    m = built(preset)
     for shape in [(1, 5, 5), (3, 9, 11), (2, 16, 7)]:
         x = onehot(*shape)
         y = m(x)
@@ -72,10 +75,10 @@ def test_multiscale_stem_fixed():
     assert "channel mismatch" in MultiScale.__doc__
 
 
-@pytest.mark.parametrize("kind", ALL_KINDS)
-def test_torus_translation_equivariance(kind):
+@pytest.mark.parametrize("preset", ALL_PRESETS)
+def test_torus_translation_equivariance(preset):
     """Circular padding: shifting the board (with wrap-around) shifts the logits."""
-    m = built(kind)
+    m = built(preset)
     x = onehot(2, 12, 13, seed=3)
     y = m(x)
     for shift in [(5, 0), (0, 7), (11, 12)]:
@@ -83,12 +86,12 @@ def test_torus_translation_equivariance(kind):
         torch.testing.assert_close(ys, torch.roll(y, shift, dims=(-2, -1)), atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("kind", ALL_KINDS)
-def test_receptive_field_is_declared_exactly(kind):
+@pytest.mark.parametrize("preset", ALL_PRESETS)
+def test_receptive_field_is_declared_exactly(preset):
     """The centre output depends on every ring of the declared r×r window and on nothing
     outside it (gradient of the centre logits w.r.t. the input)."""
     torch.manual_seed(1)
-    m = built(kind)
+    m = built(preset)
     r = m.receptive_field
     n = r + 6
     x = onehot(8, n, n, seed=4).requires_grad_(True)
@@ -151,10 +154,10 @@ def test_p8_invariant_under_ring_rotation_of_the_neighbourhood():
         assert torch.allclose(a, b, atol=1e-10) is invariant, group
 
 
-@pytest.mark.parametrize("kind", ["p8", "tiny", "multiscale"])
+@pytest.mark.parametrize("preset", ["p8", "tiny", "multiscale"])
 @pytest.mark.parametrize("dtype", [torch.bool, torch.uint8])
-def test_step_dtype_shape_and_values(kind, dtype):
-    m = built(kind)
+def test_step_dtype_shape_and_values(preset, dtype):
+    m = built(preset)
     g = torch.Generator().manual_seed(7)
     boards = torch.randint(0, 2, (3, 10, 12), generator=g).to(dtype)
     out = m.step(boards)
@@ -179,7 +182,7 @@ def test_step_uses_model_dtype_and_keeps_device():
         (torch.zeros(4, 4), TypeError, "bool or uint8"),
         (torch.full((4, 4), 2, dtype=torch.uint8), ValueError, "only 0 and 1"),
         (torch.zeros(4, dtype=torch.bool), ValueError, r"\[H, W\] or \[B, H, W\]"),
-        (torch.zeros(1, 1, 4, 4, dtype=torch.bool), ValueError, r"got shape \[1, 1, 4, 4\]"),
+        (torch.zeros(1, 1, 4, 4, dtype=torch.bool), ValueError, r"got shape \(1, 1, 4, 4\)"),
         ([[0, 1], [1, 0]], TypeError, "torch.Tensor"),
     ],
 )
@@ -188,9 +191,9 @@ def test_step_rejects_bad_boards(boards, error, match):
         built("p4").step(boards)
 
 
-@pytest.mark.parametrize("kind", ALL_KINDS)
-def test_forward_rejects_wrong_shapes(kind):
-    m = built(kind)
+@pytest.mark.parametrize("preset", ALL_PRESETS)
+def test_forward_rejects_wrong_shapes(preset):
+    m = built(preset)
     with pytest.raises(ValueError, match=r"\[B, 2, H, W\].*got shape \[2, 1, 5, 5\]"):
         m(torch.zeros(2, 1, 5, 5))
     with pytest.raises(ValueError, match=r"got shape \[2, 5, 5\]"):
@@ -199,24 +202,24 @@ def test_forward_rejects_wrong_shapes(kind):
         m(torch.zeros(2, 2, 5, 5, dtype=torch.uint8))
 
 
-@pytest.mark.parametrize("kind", ALL_KINDS)
-def test_registry_and_rebuild_from_kwargs(kind):
-    m = build_model(kind)
+@pytest.mark.parametrize("preset", ALL_PRESETS)
+def test_registry_and_rebuild_from_kwargs(preset):
+    m = build_model(preset)
     assert isinstance(m, CAModel)
     assert MODELS[type(m).__name__] is type(m)
-    assert m.model_kind == kind
+    assert preset_name(m) == preset
     clone = MODELS[type(m).__name__](**m.init_kwargs())
     assert {k: v.shape for k, v in clone.state_dict().items()} == {
         k: v.shape for k, v in m.state_dict().items()
     }
-    cfg = m.config
+    cfg = m.describe()
     assert cfg["model"] == {"class": type(m).__name__, "kwargs": m.init_kwargs()}
     assert cfg["n_params"] == m.n_params
-    assert cfg["group"] == (kind if kind in ORDER else None)
+    assert cfg["group"] == (preset if preset in ORDER else None)
 
 
 def test_build_model_by_class_name_and_errors():
-    assert build_model("GCNN", group="p4m", width=2).config["model"]["kwargs"]["group"] == "p4m"
+    assert build_model("GCNN", group="p4m", width=2).describe()["model"]["kwargs"]["group"] == "p4m"
     with pytest.raises(ValueError, match=r"unknown model 'hexnet'.*multiscale"):
         build_model("hexnet")
     with pytest.raises(ValueError, match=r"takes no argument\(s\) \['width'\]"):
@@ -264,9 +267,62 @@ def test_e2cnn_backend(group):
 
 @pytest.mark.parametrize("device", devices())
 def test_models_on_device(device):
-    for kind in ("p8", "multiscale"):
-        m = built(kind).to(device)
+    for preset in ("p8", "multiscale"):
+        m = built(preset).to(device)
         boards = torch.randint(0, 2, (2, 8, 8), dtype=torch.uint8, device=device)
         out = m.step(boards)
         assert out.device == boards.device
         assert torch.equal(out.cpu(), m.cpu().step(boards.cpu()))
+
+
+# ---------------------------------------------------------------------------- prediction path
+class Majority(torch.nn.Module):
+    """A plain nn.Module with the CA contract: alive iff ≥ 5 of the 3×3 window are alive."""
+
+    def forward(self, x):
+        alive = x[:, 1:2]
+        s = torch.nn.functional.conv2d(torch.nn.functional.pad(alive, (1, 1, 1, 1), "circular"),
+                                       torch.ones(1, 1, 3, 3, dtype=x.dtype))[:, 0]
+        return torch.stack([4.5 - s, s - 4.5], 1)
+
+
+def test_predict_functions_serve_plain_modules():
+    g = torch.Generator().manual_seed(11)
+    boards = torch.randint(0, 2, (5, 9, 7), generator=g, dtype=torch.uint8)
+    window = sum(torch.roll(boards, (dr, dc), (-2, -1)) for dr in (-1, 0, 1) for dc in (-1, 0, 1))
+    expected = (window >= 5).to(torch.uint8)
+    assert torch.equal(predict_next(Majority(), boards), expected)
+    assert torch.equal(predict_next(Majority(), boards.bool()), expected)  # the one validator
+    assert torch.equal(predict_next(Majority(), boards[2]), expected[2])  # [H, W] in and out
+    logits = predict_logits(Majority(), boards, batch_size=2)  # batches are invisible
+    assert logits.shape == (5, 2, 9, 7)
+    torch.testing.assert_close(logits, predict_logits(Majority(), boards), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="binary"):
+        predict_next(Majority(), torch.full((2, 3, 3), 3))
+    with pytest.raises(TypeError, match="batch_size must be a positive int"):
+        predict_next(Majority(), boards, batch_size=2.0)
+
+
+def test_predict_rejects_a_model_without_the_ca_contract():
+    with pytest.raises(ValueError, match=r"logits \[B, 2, H, W\].*Linear.*\[2, 4, 4\]"):
+        predict_next(torch.nn.Linear(4, 3), torch.zeros(2, 4, 4, dtype=torch.uint8))
+
+
+def test_step_runs_in_eval_mode_and_restores_train_mode():
+    """Batch norm predicts with its running statistics and leaves them untouched; the model's
+    train/eval flags are as before."""
+    m = build_model("multiscale")
+    with torch.no_grad():
+        for name, b in m.named_buffers():
+            if name.endswith("running_mean"):
+                b.copy_(torch.rand_like(b))
+    m.train()
+    m.conv_5x5.eval()
+    stats = {k: v.clone() for k, v in m.state_dict().items()}
+    boards = torch.randint(0, 2, (4, 10, 10), dtype=torch.uint8)
+    out = m.step(boards, batch_size=3)
+    assert m.training and m.stem.training and not m.conv_5x5.training
+    assert all(torch.equal(v, stats[k]) for k, v in m.state_dict().items())
+    reference = build_model("multiscale")
+    reference.load_state_dict(stats)
+    assert torch.equal(out, reference.eval().step(boards))  # eval mode's answer

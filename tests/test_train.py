@@ -1,6 +1,7 @@
 """Training: the recipe, the L1 term, determinism, early stop at exactness, restarts, files,
 the progress bar, and two-process DistributedDataParallel under torchrun."""
 
+import dataclasses
 import io
 import json
 import os
@@ -14,7 +15,7 @@ import torch
 
 from gzoo.ca import RuleError, step
 from gzoo.checkpoint import CheckpointError, load_checkpoint
-from gzoo.models import build_model
+from gzoo.models import build_model, resolve_model
 from gzoo.train import TrainConfig, _Progress, l1_penalty, train, weights_digest
 from gzoo.verify import verify_exact
 
@@ -73,6 +74,48 @@ def test_command_reproduces_the_recipe():
                         "command line)")
 
 
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        TrainConfig(model="GCNN", model_kwargs={"group": "p4m", "width": 3}, lr=3e-3,
+                    data_seed=7),
+        TrainConfig(model="GCNN", steps=5),  # the class's default group: --model p8
+        TrainConfig(model="small", model_kwargs={"width": 6}, batch_size=8, check_every=50,
+                    l1=0.0, restarts=0, device="auto"),
+        TrainConfig(model="SimpleCNN", model_kwargs={"width": 3, "kernel_size": 3}),  # no preset
+    ],
+)
+def test_command_round_trips_through_the_parser(cfg):
+    """The recorded command, parsed by the CLI, asks for the same recipe and the same model."""
+    from gzoo.cli import build_parser, train_config_from_args
+
+    cmd = cfg.command("out")
+    settable, _, rest = cmd.partition("  # ")
+    again = train_config_from_args(build_parser().parse_args(shlex.split(settable)[1:]))
+    built = build_model(cfg.model, **cfg.model_kwargs).describe()
+    _, fixed = resolve_model(again.model)  # --model p4m fixes group='p4m'
+    lost = {k: v for k, v in cfg.model_kwargs.items()
+            if k not in again.model_kwargs and k not in fixed}
+    rebuilt = build_model(again.model, **again.model_kwargs, **lost).describe()
+    assert rebuilt == built
+    assert (rest == "") == (not lost)  # what the command line cannot set is said
+    assert dataclasses.replace(again, model=cfg.model, model_kwargs=cfg.model_kwargs) == cfg
+
+
+def test_cli_options_take_their_defaults_and_help_from_the_config(capsys):
+    from gzoo.cli import build_parser, main, train_config_from_args
+
+    assert train_config_from_args(build_parser().parse_args(["train", "--out", "x"])) == \
+        TrainConfig()
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for f in TrainConfig.cli_fields():
+        assert f"--{f.name.replace('_', '-')}" in text
+        if f.default is not None:
+            assert f"{f.metadata['cli_help']} (default {f.default})" in text, f.name
+
+
 def test_weights_digest():
     a, b = build_model("multiscale"), build_model("multiscale")  # has 0-dim int buffers
     assert weights_digest(a) == weights_digest(a) != weights_digest(b)
@@ -98,7 +141,7 @@ def test_deterministic_per_seed():
     b = train(tiny(seed=3))
     c = train(tiny(seed=4))
     assert weights_digest(a.model) == weights_digest(b.model)
-    assert [r["loss"] for r in a.history] == [r["loss"] for r in b.history]
+    assert [r.loss for r in a.history] == [r.loss for r in b.history]
     assert weights_digest(a.model) != weights_digest(c.model)
 
 
@@ -109,27 +152,27 @@ def test_deterministic_per_seed():
 def test_every_model_kind_trains(model, kwargs):
     res = train(tiny(model=model, model_kwargs=kwargs, steps=4, check_every=2))
     assert res.total_steps == 4 and len(res.history) == 4
-    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in res.history)
-    assert res.history[0]["l1"] > 0  # e2cnn's parameters are named "weights": still penalised
+    assert all(torch.isfinite(torch.tensor(r.loss)) for r in res.history)
+    assert res.history[0].l1 > 0  # e2cnn's parameters are named "weights": still penalised
     assert not res.model.training
-    checks = [r for r in res.history if "acc" in r]
-    assert [r["step"] for r in checks] == [2, 4]
+    checks = [r for r in res.history if r.checked]
+    assert [r.step for r in checks] == [2, 4]
     if res.model.receptive_field > 3:  # the pattern check is skipped below 100 % accuracy
-        assert all(r["n_wrong"] is None for r in checks if r["acc"] < 1)
+        assert all(r.n_wrong is None for r in checks if r.acc < 1)
         assert res.verify.method == "contexts"
 
 
 def test_restarts_use_new_seeds_and_keep_the_best():
     res = train(tiny(steps=6, check_every=3, restarts=2, seed=5))
     assert not res.exact
-    assert [r["restart"] for r in res.history] == [0] * 6 + [1] * 6 + [2] * 6
-    assert sorted({r["seed"] for r in res.history}) == [5, 1005, 2005]
+    assert [r.restart for r in res.history] == [0] * 6 + [1] * 6 + [2] * 6
+    assert sorted({r.seed for r in res.history}) == [5, 1005, 2005]
     assert res.total_steps == 18 and res.steps_run == 6
     assert res.seed_used == 5 + 1000 * res.restarts_used
-    finals = {r["restart"]: r for r in res.history if r["step"] == 6}
-    best = min(finals.values(), key=lambda r: (r["n_wrong"], -r["acc"]))
-    assert res.restarts_used == best["restart"]
-    assert res.n_wrong == verify_exact(res.model, "B3/S23").n_wrong == best["n_wrong"]
+    finals = {r.restart: r for r in res.history if r.step == 6}
+    best = min(finals.values(), key=lambda r: (r.n_wrong, -r.acc))
+    assert res.restarts_used == best.restart
+    assert res.n_wrong == verify_exact(res.model, "B3/S23").n_wrong == best.n_wrong
 
 
 def test_learns_highlife_exactly_and_stops_early(tmp_path):
@@ -139,8 +182,8 @@ def test_learns_highlife_exactly_and_stops_early(tmp_path):
     res = train(cfg, tmp_path / "run")
     assert res.exact and res.n_wrong == 0 and res.accuracy == 1.0
     assert res.steps_run < cfg.steps and res.steps_run % cfg.check_every == 0
-    assert res.history[-1]["exact"] is True
-    assert all(not r.get("exact", False) for r in res.history[:-1])
+    assert res.history[-1].exact is True
+    assert all(not r.exact for r in res.history[:-1])
     g = torch.Generator().manual_seed(9)
     board = torch.rand(2, 57, 43, generator=g) < 0.35
     for _ in range(5):
@@ -160,7 +203,7 @@ def test_learns_highlife_exactly_and_stops_early(tmp_path):
     assert (folder / "training_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     loaded = load_checkpoint(folder)
     assert weights_digest(loaded) == weights_digest(res.model)
-    cfg_json = loaded.config
+    cfg_json = loaded.checkpoint.config
     assert cfg_json["metrics"]["exact"] is True and cfg_json["metrics"]["n_wrong"] == 0
     assert cfg_json["train"]["seed_used"] == 0 and cfg_json["train"]["rule"] == "B36/S23"
     assert "--seed 0" in cfg_json["train"]["command"]
@@ -212,5 +255,5 @@ def test_torchrun_two_processes(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt", "hash.rank0", "hash.rank1"]
     model = load_checkpoint(out)
     assert weights_digest(model) == h0.strip()
-    assert model.config["metrics"]["world_size"] == 2
+    assert model.checkpoint.config["metrics"]["world_size"] == 2
     assert proc.stdout.count("B3/S23 · p4") == 1  # rank 0 alone reports

@@ -15,6 +15,7 @@ import torch
 import gzoo
 import gzoo.zoo
 from gzoo.ca import RULES, Rule, simulate
+from gzoo.models import preset_name
 from gzoo.train import TrainConfig, train
 from gzoo.verify import rollout_histories, symmetry_floor, verify_exact
 
@@ -40,9 +41,10 @@ def test_every_representable_entry_is_shipped():
 def test_checkpoint_is_exact(name):
     model = gzoo.load_pretrained(name)
     assert not model.training
-    cfg = model.config
-    assert name == f"{model.rule.slug}_{model.model_kind}"
-    assert verify_exact(model, model.rule).n_wrong == 0
+    cfg = model.checkpoint.config
+    rule = model.checkpoint.rule
+    assert name == f"{rule.slug}_{preset_name(model)}"
+    assert verify_exact(model, rule).n_wrong == 0
     metrics = cfg["metrics"]
     assert metrics["exact"] is True and metrics["n_wrong"] == 0
     assert metrics["rollout_identical"] is True and metrics["rollout_steps"] == 1000
@@ -53,11 +55,11 @@ def test_checkpoint_is_exact(name):
     # a short rollout, self-fed, equals the simulator
     g = torch.Generator().manual_seed(7)
     board = (torch.rand(24, 20, generator=g) < 0.4).to(torch.uint8)
-    net, exact = rollout_histories(model, model.rule, board, 12)
-    assert torch.equal(net, exact)
-    assert torch.equal(exact, simulate(board, model.rule, 12))
+    net_history, rule_history = rollout_histories(model, rule, board, 12)
+    assert torch.equal(net_history, rule_history)
+    assert torch.equal(rule_history, simulate(board, rule, 12))
     card = (gzoo.zoo.path_of(name) / "README.md").read_text()
-    assert str(model.rule) in card and "0/512" in card and cfg["train"]["command"] in card
+    assert str(rule) in card and "0/512" in card and cfg["train"]["command"] in card
 
 
 def test_zoo_readme_lists_every_entry():
@@ -97,6 +99,7 @@ def test_wheel_contains_the_zoo(tmp_path):
     (wheel,) = tmp_path.glob("gzoo-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "gzoo/zoo/README.md" in names and "gzoo/layers/engine.py" in names
+    assert "gzoo/py.typed" in names  # type hints reach mypy/pyright users (PEP 561)
     for name in SHIPPED:
         for f in ("model.safetensors", "config.json", "README.md"):
             assert f"gzoo/zoo/{name}/{f}" in names

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from .rule import Rule, RuleError
+from .simulate import as_uint8_boards
 
 __all__ = [
     "apply_seagull_patch",
@@ -145,20 +146,16 @@ def remove_seagull_patch() -> None:
 
 
 def _to_numpy(board: Any) -> np.ndarray:
-    if isinstance(board, torch.Tensor):
-        board = board.detach().cpu().numpy()
-    if not isinstance(board, np.ndarray):
+    """A binary numpy array or torch tensor ``[H, W]``/``[B, H, W]`` as a bool numpy array,
+    checked by gzoo's one board validator (:func:`gzoo.ca.as_uint8_boards`)."""
+    if isinstance(board, np.ndarray):
+        board = torch.from_numpy(np.ascontiguousarray(board))
+    if not isinstance(board, torch.Tensor):
         raise TypeError(
             "board must be a seagull.Board, a numpy array or a torch tensor of shape "
             f"[H, W] or [B, H, W], got {type(board).__name__}"
         )
-    if board.ndim not in (2, 3) or 0 in board.shape[-2:]:
-        raise ValueError(f"board must have shape [H, W] or [B, H, W], got shape {board.shape}")
-    if board.dtype != np.bool_:
-        if not np.isin(board, (0, 1)).all():
-            raise ValueError(f"board must be binary (only 0 and 1), got dtype {board.dtype}")
-        board = board.astype(bool)
-    return board
+    return as_uint8_boards(board.detach(), "board").cpu().numpy().astype(bool)
 
 
 def seagull_history(board: Any, rule: Rule | str, steps: int) -> np.ndarray:

@@ -1,26 +1,46 @@
-"""The base of every gzoo cellular-automaton model.
+"""The base of every gzoo model, and the one prediction path of cellular-automaton models.
 
-A model maps a one-hot board ``x ∈ {0,1}^{B×2×H×W}`` (channel 0 = dead, channel 1 = alive) to
-logits ``[B, 2, H, W]``; the predicted next state of a cell is ``argmax`` over the channel axis.
-All convolutions pad circularly, so a board is a torus, as in :func:`gzoo.ca.step`.
+A CA model maps a one-hot board ``x ∈ {0,1}^{B×2×H×W}`` (channel 0 = dead, channel 1 = alive)
+to logits ``[B, 2, H, W]``; the predicted next state of a cell is ``argmax`` over the channel
+axis. All convolutions pad circularly, so a board is a torus, as in :func:`gzoo.ca.step`.
 
 The *receptive field* ``r`` (odd) is the side of the square window a cell's output depends on:
 ``r = 1 + Σ_l d_l (k_l − 1)`` over the layers of a chain (kernel ``k_l``, dilation ``d_l``), the
 largest branch for parallel paths. A model with ``r = 3`` sees exactly what a Life-like rule sees.
+
+**Prediction.** :func:`predict_logits` and :func:`predict_next` are the one path from 0/1 boards
+to a model's answer, for a :class:`CAModel` or any ``nn.Module`` with the same contract (tests
+use hand-built oracles): boards checked by :func:`gzoo.ca.as_uint8_boards`, one-hot encoded
+(:func:`boards_to_onehot`) on the model's device and dtype, run in eval mode without gradients
+(the train/eval flags restored after), in batches of ``batch_size`` boards.
+:meth:`CAModel.step` and every check in :mod:`gzoo.verify` and :mod:`gzoo.infer` use them.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-if TYPE_CHECKING:
-    from gzoo.ca import Rule
+from gzoo._checks import check_int
+from gzoo.ca import as_uint8_boards
 
-__all__ = ["CAModel", "boards_to_onehot"]
+if TYPE_CHECKING:
+    from gzoo.checkpoint import CheckpointInfo
+
+__all__ = [
+    "CAModel",
+    "ZooModel",
+    "boards_to_onehot",
+    "eval_mode",
+    "model_device_dtype",
+    "predict_logits",
+    "predict_next",
+]
 
 
 def boards_to_onehot(boards: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
@@ -29,62 +49,122 @@ def boards_to_onehot(boards: Tensor, dtype: torch.dtype = torch.float32) -> Tens
     return F.one_hot(x, 2).permute(0, 3, 1, 2).to(dtype)
 
 
-class CAModel(nn.Module):
-    """A network standing in for a two-state cellular automaton on the torus.
+def model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
+    """Device and dtype of the model's first parameter (CPU, float32 for a model without)."""
+    p = next(iter(model.parameters()), None)
+    if p is None:
+        return torch.device("cpu"), torch.float32
+    return p.device, p.dtype
 
-    Subclasses set :attr:`receptive_field`, store their constructor keyword arguments in
-    ``self._kwargs`` (so :meth:`init_kwargs` can rebuild them) and implement :meth:`forward` on a
-    one-hot ``[B, 2, H, W]`` board.
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """``model.eval()`` inside the block; every submodule's train/eval flag restored after.
+
+    A model already in eval mode is left alone (``eval()`` would drop the layers' cached
+    filter banks for nothing)."""
+    flags = [(m, m.training) for m in model.modules()]
+    if not any(flag for _, flag in flags):
+        yield model
+        return
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, flag in flags:
+            m.training = flag
+
+
+def _predict(model: nn.Module, boards: Tensor, batch_size: int | None,
+             answer: Callable[[Tensor], Tensor]) -> Tensor:
+    """``answer(model(onehot(b)))`` over batches ``b`` of validated uint8 boards ``[N, H, W]``
+    (or ``[H, W]``), concatenated; eval mode, no gradients, the model's device and dtype."""
+    single = boards.dim() == 2
+    x = boards[None] if single else boards
+    n = x.shape[0] if batch_size is None else check_int("batch_size", batch_size)
+    device, dtype = model_device_dtype(model)
+    out = []
+    with torch.no_grad(), eval_mode(model):
+        for part in x.split(max(1, n)):
+            logits = model(boards_to_onehot(part.to(device), dtype))
+            if logits.shape != (part.shape[0], 2, *part.shape[1:]):
+                raise ValueError(
+                    f"a cellular-automaton model maps one-hot boards [B, 2, H, W] to logits "
+                    f"[B, 2, H, W]; {type(model).__name__} gave shape {list(logits.shape)} "
+                    f"for boards {list(part.shape)}"
+                )
+            out.append(answer(logits))
+    y = torch.cat(out)
+    return y[0] if single else y
+
+
+def predict_logits(model: nn.Module, boards: Tensor, *, batch_size: int | None = None) -> Tensor:
+    """Next-state logits ``[B, 2, H, W]`` (``[2, H, W]`` for one board) of 0/1 boards
+    ``[B, H, W]`` or ``[H, W]``, on the model's device and dtype (module docstring)."""
+    return _predict(model, as_uint8_boards(boards), batch_size, lambda z: z)
+
+
+def predict_next(model: nn.Module, boards: Tensor, *, batch_size: int | None = None) -> Tensor:
+    """Predicted next state ``argmax_c logits`` as uint8, same shape as ``boards``, on the
+    model's device (module docstring)."""
+    return _predict(model, as_uint8_boards(boards), batch_size, _argmax)
+
+
+def _argmax(logits: Tensor) -> Tensor:
+    return logits.argmax(dim=1).to(torch.uint8)
+
+
+class ZooModel(nn.Module):
+    """A network the zoo can save, rebuild and load.
+
+    Subclasses store their constructor keyword arguments in ``self._kwargs`` (so
+    :meth:`init_kwargs` rebuilds them) and are registered in :data:`gzoo.models.MODELS`.
 
     Attributes:
-        receptive_field: side of the square window one output cell depends on (odd).
         group: plane group the model is invariant under (``"p4"``, ``"p4m"``, ``"p8"``) or
-            ``None`` for a plain CNN.
-        rule: the rule a checkpoint was trained on (set by :func:`gzoo.load_pretrained`),
-            else ``None``.
+            ``None``.
+        checkpoint: what the checkpoint folder says about this model (rule, config, path), a
+            read-only :class:`gzoo.checkpoint.CheckpointInfo` set by
+            :func:`gzoo.load_pretrained`; ``None`` for a model built in code.
     """
 
-    receptive_field: int = 3
     group: str | None = None
-    rule: Rule | None = None
-    #: short name accepted by ``build_model`` and the CLI's ``--model`` (``"tiny"``, ``"p8"``...)
-    kind: ClassVar[str] = ""
+    checkpoint: CheckpointInfo | None = None
 
     def __init__(self) -> None:
         super().__init__()
         self._kwargs: dict[str, Any] = {}
 
-    # ------------------------------------------------------------------ description
     def init_kwargs(self) -> dict[str, Any]:
         """Constructor keyword arguments, JSON-able: ``type(m)(**m.init_kwargs())`` rebuilds m."""
         return dict(self._kwargs)
-
-    @property
-    def config(self) -> dict[str, Any]:
-        """The parsed ``config.json`` of a model loaded from a checkpoint; for a model built in
-        code, its description ``{"model": {"class", "kwargs"}, "group", "n_params"}``."""
-        loaded = self.__dict__.get("_checkpoint_config")
-        if loaded is not None:
-            return loaded
-        return {
-            "model": {"class": type(self).__name__, "kwargs": self.init_kwargs()},
-            "group": self.group,
-            "n_params": self.n_params,
-        }
-
-    @config.setter
-    def config(self, value: dict[str, Any] | None) -> None:
-        self.__dict__["_checkpoint_config"] = value
 
     @property
     def n_params(self) -> int:
         """Number of trainable scalars."""
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
-    @property
-    def model_kind(self) -> str:
-        """The ``--model`` name of this model (``"p8"`` for a p8 GCNN, ``"tiny"``, ...)."""
-        return self.group or self.kind
+    def describe(self) -> dict[str, Any]:
+        """What a checkpoint records to rebuild and check the model:
+        ``{"model": {"class", "kwargs"}, "group", "n_params"}``."""
+        return {
+            "model": {"class": type(self).__name__, "kwargs": self.init_kwargs()},
+            "group": self.group,
+            "n_params": self.n_params,
+        }
+
+
+class CAModel(ZooModel):
+    """A network standing in for a two-state cellular automaton on the torus.
+
+    Subclasses set :attr:`receptive_field` and implement :meth:`forward` on a one-hot
+    ``[B, 2, H, W]`` board.
+
+    Attributes:
+        receptive_field: side of the square window one output cell depends on (odd).
+    """
+
+    receptive_field: int = 3
 
     # ------------------------------------------------------------------ checks
     def check_input(self, x: Tensor) -> None:
@@ -102,31 +182,20 @@ class CAModel(nn.Module):
                 "use .step(boards) for bool/uint8 boards"
             )
 
-    # ------------------------------------------------------------------ simulation
-    def step(self, boards: Tensor) -> Tensor:
+    # ------------------------------------------------------------------ prediction
+    def predict_logits(self, boards: Tensor, *, batch_size: int | None = None) -> Tensor:
+        """Next-state logits of 0/1 boards: :func:`predict_logits` on this model."""
+        return predict_logits(self, boards, batch_size=batch_size)
+
+    def step(self, boards: Tensor, *, batch_size: int | None = None) -> Tensor:
         """Predicted next state of ``bool``/``uint8`` boards ``[H, W]`` or ``[B, H, W]``.
 
-        Returns the same shape, dtype and device as ``boards``; runs under ``no_grad`` on the
-        model's device and dtype, in whatever train/eval mode the model is in (call ``.eval()``
-        first for a model with batch norm).
+        Returns the same shape, dtype and device as ``boards``; runs in eval mode without
+        gradients on the model's device and dtype (the train/eval flags are restored after),
+        ``batch_size`` boards per forward pass (all at once by default).
         """
-        if not isinstance(boards, Tensor):
-            raise TypeError(f"boards must be a torch.Tensor, got {type(boards).__name__}")
-        if boards.dtype not in (torch.bool, torch.uint8):
-            raise TypeError(f"boards must be bool or uint8, got dtype {boards.dtype}")
-        if boards.dim() not in (2, 3) or 0 in boards.shape:
-            raise ValueError(
-                f"boards must have shape [H, W] or [B, H, W] with H, W ≥ 1, "
-                f"got shape {list(boards.shape)}"
-            )
-        if boards.dtype == torch.uint8 and bool((boards > 1).any()):
-            raise ValueError("uint8 boards must hold only 0 and 1")
-        p = next(self.parameters())
-        x = boards if boards.dim() == 3 else boards.unsqueeze(0)
-        with torch.no_grad():
-            logits = self(boards_to_onehot(x.to(p.device), p.dtype))
-        y = logits.argmax(dim=1).to(device=boards.device, dtype=torch.uint8)
-        y = y if boards.dim() == 3 else y.squeeze(0)
+        x = as_uint8_boards(boards, dtypes=(torch.bool, torch.uint8))
+        y = _predict(self, x, batch_size, _argmax).to(boards.device)
         return y.bool() if boards.dtype == torch.bool else y
 
     def extra_repr(self) -> str:

@@ -10,15 +10,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from gzoo._checks import check_int
+
 from .base import CAModel
 
 __all__ = ["MultiScale", "SimpleCNN", "SimpleCNNSmall", "SimpleCNNTiny"]
-
-
-def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
 
 
 class SimpleCNN(CAModel):
@@ -31,14 +27,11 @@ class SimpleCNN(CAModel):
         kernel_size: odd side of the first (and only spatial) kernel.
     """
 
-    kind = "simple"
-
     def __init__(self, width: int = 4, depth: int = 0, kernel_size: int = 5) -> None:
         super().__init__()
-        width = _positive_int("width", width)
-        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 0:
-            raise ValueError(f"depth must be an int ≥ 0, got {depth!r}")
-        k = _positive_int("kernel_size", kernel_size)
+        width = check_int("width", width)
+        depth = check_int("depth", depth, minimum=0)
+        k = check_int("kernel_size", kernel_size)
         if k % 2 == 0:
             raise ValueError(f"kernel_size must be odd (centred on the cell), got {k}")
         self._kwargs = {"width": width, "depth": depth, "kernel_size": k}
@@ -59,8 +52,6 @@ class SimpleCNN(CAModel):
 class SimpleCNNTiny(SimpleCNN):
     """The notes' ``SimpleCNNTiny``: 5×5 conv to 4 channels, ReLU, 1×1 readout (214 params)."""
 
-    kind = "tiny"
-
     def __init__(self, width: int = 4, depth: int = 0, kernel_size: int = 5) -> None:
         super().__init__(width, depth, kernel_size)
 
@@ -68,8 +59,6 @@ class SimpleCNNTiny(SimpleCNN):
 class SimpleCNNSmall(SimpleCNN):
     """The notes' ``SimpleCNNSmall``: 5×5 conv to 8 channels, ReLU, 1×1 conv, ReLU, 1×1
     readout (498 params)."""
-
-    kind = "small"
 
     def __init__(self, width: int = 8, depth: int = 1, kernel_size: int = 5) -> None:
         super().__init__(width, depth, kernel_size)
@@ -97,7 +86,6 @@ class MultiScale(CAModel):
     outputs differ: evaluate in eval mode.
     """
 
-    kind = "multiscale"
     receptive_field = 9
 
     def __init__(self) -> None:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from gzoo._checks import check_int
 from gzoo.groups import GROUPS
 from gzoo.layers import GroupPool, P4Conv, P4LiftConv, P4MConv, P4MLiftConv, P8Conv, P8LiftConv
 
@@ -66,7 +67,6 @@ class GCNN(CAModel):
         pool: group pooling, ``"max"`` or ``"mean"``.
     """
 
-    kind = "gcnn"
     receptive_field = 3
 
     def __init__(
@@ -81,10 +81,8 @@ class GCNN(CAModel):
         group = str(group).lower()
         if group not in _LAYERS:
             raise ValueError(f"unknown group {group!r}; expected one of {sorted(_LAYERS)}")
-        if isinstance(width, bool) or not isinstance(width, int) or width < 1:
-            raise ValueError(f"width must be a positive int (fields per layer), got {width!r}")
-        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 0:
-            raise ValueError(f"depth must be an int ≥ 0, got {depth!r}")
+        width = check_int("width", width)  # fields per layer
+        depth = check_int("depth", depth, minimum=0)
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if pool not in ("max", "mean"):
@@ -93,16 +91,13 @@ class GCNN(CAModel):
             "group": group, "width": width, "depth": depth, "backend": backend, "pool": pool
         }
         self.group = group
+        self.group_order = GROUPS[group].order
         self.backend = backend
         lift_cls, conv_cls = _LAYERS[group] if backend == "gzoo" else _e2cnn_layers(group)
         self.lift = lift_cls(2, width, 3, padding=1, padding_mode="circular")
         self.convs = nn.ModuleList(conv_cls(width, width, 1) for _ in range(depth))
         self.pool = GroupPool(pool)
         self.readout = nn.Conv2d(width, 2, 1)
-
-    @property
-    def group_order(self) -> int:
-        return GROUPS[self.group].order
 
     def features(self, x: Tensor) -> Tensor:
         """The last group map ``[B, width, |G|, H, W]`` (before pooling)."""
