@@ -59,11 +59,12 @@ class _RotationDispatch(GroupCorrelation):
     ROTATION = "ring"
 
     def __new__(cls, *args: Any, rotation: str = "ring", **kwargs: Any) -> _RotationDispatch:
+        build: type[_RotationDispatch] = cls
         if rotation == "harmonic" and cls.ROTATION == "ring":
             from .harmonic import HARMONIC_OF  # harmonic.py subclasses the classes below
 
-            cls = HARMONIC_OF[cls]
-        return super().__new__(cls)
+            build = HARMONIC_OF[cls]
+        return super().__new__(build)
 
 
 def rotation_signature(default: str) -> inspect.Signature:

@@ -64,7 +64,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .conv import P8Conv, P8LiftConv, rotation_signature
+from .conv import _P8, P8Conv, P8LiftConv, rotation_signature
 from .engine import EvalBankCache, GroupCorrelation
 
 __all__ = [
@@ -131,7 +131,7 @@ def coefficient_rotation(kernel_size: int) -> Tensor:
     return _sampled(kernel_size)[1].clone()
 
 
-class _Harmonic(GroupCorrelation):
+class _Harmonic(_P8):
     """What the harmonic p8 layers change in the engine: the filter parameterisation.
 
     Parameters: ``weight`` holds the basis coefficients, ``[C_out, C_in, J]`` (lifting) or
@@ -157,11 +157,12 @@ class _Harmonic(GroupCorrelation):
         g, h = self.group_order, self.in_order
         t = _sampled(k)[0]  # [8, J, k²]
         self.n_basis = t.shape[1]
-        factory = {"device": device, "dtype": dtype}
         shape = (o, i, self.n_basis) if self.lifting else (o, i, h, self.n_basis)
-        self.weight = nn.Parameter(torch.empty(shape, **factory))
-        self.bias = nn.Parameter(torch.empty(o, **factory)) if self.has_bias else None
+        self.weight = nn.Parameter(torch.empty(shape, device=device, dtype=dtype))
+        self.bias = (nn.Parameter(torch.empty(o, device=device, dtype=dtype)) if self.has_bias
+                     else None)
         # a copy of its own (the sampled basis is cached per k): no layer can alter another's
+        self._basis: Tensor
         self.register_buffer("_basis", t.to(device, dtype or torch.get_default_dtype(),
                                             copy=True), persistent=False)
         # group layers: row (g, i, h) of the permuted coefficients is row (i, h' = g⁻¹h) of
@@ -170,6 +171,7 @@ class _Harmonic(GroupCorrelation):
         if not self.lifting:
             src = torch.tensor([self.group.regular_index(e) for e in range(g)])  # [g, h]: g⁻¹h
             index = (torch.arange(i).view(1, -1, 1) * h + src.view(g, 1, h)).reshape(-1)
+        self._index: Tensor
         self.register_buffer("_index", index.to(device), persistent=False)
         self.bank_cache = EvalBankCache()
         self.reset_parameters()

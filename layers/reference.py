@@ -298,7 +298,10 @@ def load_from_e2cnn(
     filt, bias = ref.conv.expand_parameters()
     k = layer.kernel_size
     base = filt[::n].reshape(*layer.weight.shape[:2], *([] if layer.lifting else [n]), k, k)
-    layer.weight.copy_(layer.coefficients_of(base) if harmonic else base)
+    if isinstance(layer, (HarmonicP8LiftConv, HarmonicP8Conv)):  # e2cnn's basis: coefficients
+        layer.weight.copy_(layer.coefficients_of(base))
+    else:
+        layer.weight.copy_(base)
     if layer.bias is not None:
         assert bias is not None
         layer.bias.copy_(bias[::n])
