@@ -78,7 +78,7 @@ def git_info(repo: Path = REPO) -> dict[str, Any]:
             )
         except (OSError, subprocess.SubprocessError):
             return None
-        return out.stdout.strip()
+        return out.stdout.rstrip()  # porcelain lines start with a status column: keep it
 
     commit = git("rev-parse", "--short", "HEAD")
     status = git("status", "--porcelain")

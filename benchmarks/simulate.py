@@ -1,28 +1,48 @@
-"""Cell updates per second: gzoo's torus simulator against pyseagull's ``life_rule``.
+"""Cell updates per second: gzoo's bit-sliced and byte-per-cell simulators, pyseagull, lifelib.
 
-A cell update is one cell advanced by one step, so a run is ``batch · size² · steps`` updates
-(default 64 boards of 128×128 for 50 steps, the issue's setting). Candidates, all on the same
-random soups:
+A cell update is one cell advanced by one step, so a call is ``batch · H · W · steps`` updates.
+Settings (``--settings HxWxB``): one 2048² board and 64 boards of 64² by default. Rules
+(``--rules``): Life (``B3/S23``, outer-totalistic), tlife (``B3/S2-i34q``, isotropic) and
+``random-map`` (a seeded random 512-entry table, a MAP rule). Candidates, on the same random soup:
 
-- ``gzoo step``: ``x = step(x, rule)`` ``steps`` times on the whole batch (bool boards);
-- ``gzoo simulate``: :func:`gzoo.ca.simulate`, which also writes the ``[steps+1, B, H, W]``
-  history;
-- ``pyseagull life_rule``: one board at a time (it is 2-D only), ``steps`` calls each, with gzoo's
-  documented monkey patch (:mod:`gzoo.ca.seagull`) and, for Moore rules, also unpatched;
-- on CUDA, when available: ``gzoo step`` at the same batch and at ``--cuda-batch`` boards.
+- ``bytes step``: ``x = step(x, rule, backend="bytes")`` ``steps`` times — today's byte-per-cell
+  step (count lookup for B/S rules, pattern-index lookup otherwise): the reference of every ratio;
+- ``bits step``: the same loop with ``backend="bits"``: every call packs, steps and unpacks;
+- ``bytes simulate`` / ``bits simulate``: :func:`gzoo.ca.simulate`, writing the whole history;
+- ``bits packed``: ``BitBoards.pack(x).step(rule, steps).unpack()``: packing once;
+- ``bits engine``: ``packed.step(rule, steps)`` on boards packed beforehand, packed out — the
+  bit-sliced step alone;
+- ``bytes table, int16 index`` (rules that are not B/S only; written here, not in gzoo): a leaner
+  byte-per-cell table step — the nine-roll pattern index in ``int16`` and an ``index_select``
+  gather instead of ``int64`` — a stronger byte baseline for the table ratios ("× lean");
+- ``copy floor (bytes)``: ``steps`` copies of the byte boards (each cell read and written once
+  per step, the least a byte-per-cell stepper moves); ``copy floor (packed)``: ``steps`` copies
+  of the packed words. "of floor" = floor time / candidate time;
+- ``pyseagull life_rule (patched)``: B/S rules only, one board at a time (it is 2-D only);
+- ``lifelib`` (if ``python-lifelib`` is installed; Life, the 2048² setting): lifelib's own
+  ``advance`` of the same soup on its *unbounded plane* — throughput only, its states differ
+  from the torus and are not compared.
 
-Every candidate must end in the same state (checked before timing). Timing is round-robin
-(``common.bench``); ratios to pyseagull are per round (``common.paired_ratio``), i.e. measured
-in the same run. Torch uses one CPU thread unless ``--threads`` says otherwise.
-Targets (issue 4): ≥ 10× pyseagull on a 2-core CPU, ≥ 5e10 updates/s on an H100.
+Every gzoo and pyseagull candidate must end in the same state (checked before timing). Timing is
+round-robin (``common.bench``); ratios are per round against ``bytes step`` (medians and
+quartiles of paired ratios). One torch thread by default (``--threads``).
 
-Run ``python benchmarks/simulate.py`` (about 20 s on 2 cores); writes ``simulate.json`` and
-``simulate.png`` to ``--out`` (default ``benchmarks/out/``).
+Extra sections: ``--crossover`` (``step()`` bytes vs bits from 2¹⁰ to 2²⁰ cells: where
+``backend="auto"`` switches), ``--chunk-sweep`` (bit-sliced step time against
+``gzoo.ca.bitslice.CHUNK_WORDS``), ``--memory`` (peak RSS growth of one ``step`` on a
+``--memory-size``² board, default 20000², each backend in a fresh subprocess), ``--compile``
+(the packed step eager against ``torch.compile``, compile time included).
+
+Run ``python benchmarks/simulate.py --crossover --memory`` (a few minutes on 2 cores); writes
+``simulate.json`` and ``simulate.png`` to ``--out`` (default ``benchmarks/out/``).
 """
 
 from __future__ import annotations
 
 import argparse
+import random
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -30,6 +50,7 @@ from typing import Any
 import numpy as np
 import torch
 from common import (
+    REPO,
     add_common_args,
     bench,
     describe_machine,
@@ -43,38 +64,95 @@ from common import (
     sync,
 )
 
+import gzoo.ca.bitslice as bitslice
 from gzoo.ca import Rule, simulate, step
-from gzoo.ca.seagull import apply_seagull_patch, remove_seagull_patch
+from gzoo.ca.bitslice import BitBoards
+from gzoo.ca.seagull import apply_seagull_patch
 
-BASE = "pyseagull life_rule (patched)"
+BASE = "bytes step"
+LEAN = "bytes table, int16 index"
+FLOORS = ("copy floor (bytes)", "copy floor (packed)")
 
 
-def gzoo_step_loop(boards: torch.Tensor, rule: Rule, steps: int) -> Callable[[], torch.Tensor]:
+def parse_rule(text: str, seed: int) -> Rule:
+    if text == "random-map":
+        return Rule.from_table(random.Random(seed).getrandbits(512))
+    return Rule.parse(text)
+
+
+def parse_setting(text: str) -> tuple[int, int, int]:
+    try:
+        h, w, b = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"a setting is HxWxB, e.g. 2048x2048x1, got {text!r}") from None
+    return h, w, b
+
+
+# ---------------------------------------------------------------------- candidates
+def loop(fn: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor, steps: int) -> Callable:
     def run() -> torch.Tensor:
-        x = boards
+        x = x0
         for _ in range(steps):
-            x = step(x, rule)
-        sync(boards.device)
+            x = fn(x)
+        sync(x0.device)
         return x
 
     return run
 
 
-def gzoo_simulate(boards: torch.Tensor, rule: Rule, steps: int) -> Callable[[], torch.Tensor]:
-    def run() -> torch.Tensor:
-        hist = simulate(boards, rule, steps)
-        sync(boards.device)
-        return hist[-1]
+def gzoo_candidates(boards: torch.Tensor, rule: Rule, steps: int) -> dict[str, Callable]:
+    packed = BitBoards.pack(boards)
+    byte_dst = torch.empty_like(boards)
+    word_dst = torch.empty_like(packed.words)
 
-    return run
+    def floor(src: torch.Tensor, dst: torch.Tensor) -> Callable:
+        def run() -> torch.Tensor:
+            for _ in range(steps):
+                dst.copy_(src)
+            return dst
+
+        return run
+
+    return {
+        BASE: loop(lambda x: step(x, rule, backend="bytes"), boards, steps),
+        "bits step": loop(lambda x: step(x, rule, backend="bits"), boards, steps),
+        "bytes simulate": lambda: simulate(boards, rule, steps, backend="bytes")[-1],
+        "bits simulate": lambda: simulate(boards, rule, steps, backend="bits")[-1],
+        "bits packed": lambda: BitBoards.pack(boards).step(rule, steps).unpack(),
+        "bits engine": lambda: packed.step(rule, steps),
+        FLOORS[0]: floor(boards, byte_dst),
+        FLOORS[1]: floor(packed.words, word_dst),
+    }
 
 
-def seagull_loop(boards: np.ndarray, fn: Callable, rule: Rule, steps: int) -> Callable:
-    text = str(rule)
+def lean_table_step(rule: Rule) -> Callable[[torch.Tensor], torch.Tensor]:
+    """x' = table[Σ_bit x[i + dr, j + dc] · 2^bit] with an int16 index (bit = 3(dr+1) + dc+1)."""
+    lut = rule.lookup()
+
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        x8 = x.view(torch.uint8)
+        p = torch.zeros(x.shape, dtype=torch.int16)
+        for bit in range(9):
+            dr, dc = bit // 3 - 1, bit % 3 - 1
+            p.bitwise_or_(x8.roll((-dr, -dc), (-2, -1)).to(torch.int16).bitwise_left_shift_(bit))
+        return lut.index_select(0, p.view(-1).to(torch.int32)).view(x.shape).view(torch.bool)
+
+    return fn
+
+
+def seagull_candidate(boards: torch.Tensor, rule: Rule, steps: int) -> Callable | None:
+    if not rule.is_outer_totalistic:
+        return None
+    import seagull.rules
+
+    apply_seagull_patch()
+    fn, text = seagull.rules.life_rule, str(rule)
+    np_boards = boards.numpy()
 
     def run() -> np.ndarray:
         out = []
-        for board in boards:
+        for board in np_boards:
             x = board
             for _ in range(steps):
                 x = fn(x, text)
@@ -84,116 +162,268 @@ def seagull_loop(boards: np.ndarray, fn: Callable, rule: Rule, steps: int) -> Ca
     return run
 
 
+def lifelib_candidate(board: torch.Tensor, rule: Rule, steps: int) -> Callable | None:
+    """lifelib's ``advance`` of the soup on its unbounded plane (state carried between calls,
+    so hashing never replays a memoised call); ``None`` without python-lifelib."""
+    try:
+        import lifelib
+    except ImportError:
+        return None
+    name = str(rule).replace("/", "").lower()
+    session = lifelib.load_rules(name)  # compiles C++ once per rule (minutes), then cached
+    tree = session.lifetree(memory=4000)
+    ys, xs = np.nonzero(board.numpy())
+    pattern = tree.pattern("", name)
+    pattern[np.stack([xs, ys], 1).astype(np.int64)] = np.ones(len(xs), dtype=np.uint64)
+    state = {"p": pattern}
+
+    def run() -> int:
+        state["p"] = state["p"].advance(steps)
+        return state["p"].population
+
+    return run
+
+
+def check_agreement(cands: dict[str, Callable], names: Sequence[str]) -> None:
+    ref = None
+    for name in names:
+        res = cands[name]()
+        res = res.unpack() if isinstance(res, BitBoards) else res
+        res = torch.as_tensor(np.asarray(res.cpu() if isinstance(res, torch.Tensor) else res))
+        res = res.bool()
+        if ref is None:
+            ref = res
+        elif not torch.equal(res, ref):
+            raise SystemExit(f"{name} ends in a different state from {names[0]}")
+
+
+def run_setting(
+    args: argparse.Namespace, setting: tuple[int, int, int], rule_text: str
+) -> list[dict[str, Any]]:
+    h, w, b = setting
+    steps = args.steps if args.steps else max(4, min(64, (1 << 25) // (h * w * b)))
+    rule = parse_rule(rule_text, args.seed)
+    g = torch.Generator().manual_seed(args.seed)
+    boards = torch.rand((b, h, w), generator=g) < args.density
+    t0 = time.perf_counter()
+    program = bitslice._program(rule)
+    compile_s = time.perf_counter() - t0
+    cands = gzoo_candidates(boards, rule, steps)
+    compared = [BASE, "bits step", "bytes simulate", "bits simulate", "bits packed", "bits engine"]
+    if not rule.is_outer_totalistic:
+        cands[LEAN] = loop(lean_table_step(rule), boards, steps)
+        compared.append(LEAN)
+    sg = seagull_candidate(boards, rule, steps)
+    if sg is not None:
+        cands["pyseagull life_rule (patched)"] = sg
+        compared.append("pyseagull life_rule (patched)")
+    if b == 1 and str(rule) == "B3/S23" and not args.no_lifelib:
+        ll = lifelib_candidate(boards[0], rule, steps)
+        if ll is not None:
+            cands["lifelib (unbounded plane)"] = ll
+    check_agreement(cands, compared)
+    print(f"\n{rule_text} = {rule.family} ({len(program.circuit.gates)} gates on "
+          f"{program.inputs} inputs, compiled in {compile_s * 1e3:.0f} ms): "
+          f"{b} × {h}×{w}, {steps} steps per call")
+    timings = bench(cands, repeats=args.repeats, warmup=1)
+    cells = b * h * w * steps
+    rows = []
+    for name, t in timings.items():
+        ratio = paired_ratio(timings[BASE], t)
+        floor = FLOORS[1] if name.startswith("bits") else FLOORS[0]
+        rows.append({
+            "setting": f"{b}×{h}×{w}", "rule": rule_text, "rule_string": str(rule)[:40],
+            "family": rule.family, "gates": len(program.circuit.gates), "method": name,
+            "steps": steps, "cell_updates": cells, "timing": t,
+            "cell_updates_per_s": cells / t.median,
+            "x_bytes_step": ratio["median"], "x_bytes_step_q1_q3": [ratio["q1"], ratio["q3"]],
+            "x_lean": paired_ratio(timings[LEAN], t)["median"] if LEAN in timings else None,
+            "of_copy_floor": (timings[floor].median / t.median
+                              if name not in FLOORS and not name.startswith(("pyseagull",
+                                                                              "lifelib"))
+                              else None),
+            "floor": floor,
+        })
+    print_table(
+        ["method", "median", "IQR", "cell updates/s", "× bytes step [q1–q3]", "× lean",
+         "of floor"],
+        [[r["method"], fmt_time(r["timing"].median), fmt_time(r["timing"].iqr),
+          f"{r['cell_updates_per_s']:.3g}",
+          f"{r['x_bytes_step']:.2f} [{r['x_bytes_step_q1_q3'][0]:.2f}–"
+          f"{r['x_bytes_step_q1_q3'][1]:.2f}]",
+          "" if r["x_lean"] is None else f"{r['x_lean']:.2f}",
+          "" if r["of_copy_floor"] is None else f"{r['of_copy_floor']:.1%}"] for r in rows],
+    )
+    return rows
+
+
+# ---------------------------------------------------------------------- extra sections
+def crossover(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """``step()`` per call, bytes vs bits, on single boards of 2¹⁰ … 2²⁰ cells."""
+    out = []
+    print("\n## crossover: step() per call, bytes / bits time (> 1: bits faster)")
+    for rule_text in ("B3/S23", "random-map"):
+        rule = parse_rule(rule_text, args.seed)
+        bitslice._program(rule)  # compile outside the timing
+        for log2 in range(10, 21):
+            h, w = 1 << (log2 // 2), 1 << (log2 - log2 // 2)
+            x = torch.rand(h, w, generator=torch.Generator().manual_seed(1)) < 0.4
+            reps = max(1, (1 << 18) >> log2)
+            t = bench({
+                backend: loop(lambda y, b=backend, r=rule: step(y, r, backend=b), x, reps)
+                for backend in ("bytes", "bits")
+            }, repeats=args.repeats, warmup=1)
+            r = paired_ratio(t["bytes"], t["bits"])
+            out.append({"rule": rule_text, "cells": h * w,
+                        "bytes_s": t["bytes"].median / reps, "bits_s": t["bits"].median / reps,
+                        "bytes_over_bits": r["median"]})
+    print_table(["rule", "cells", "bytes", "bits", "bytes/bits"],
+                [[o["rule"], o["cells"], fmt_time(o["bytes_s"]), fmt_time(o["bits_s"]),
+                  f"{o['bytes_over_bits']:.2f}"] for o in out])
+    return out
+
+
+def chunk_sweep(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Bit-sliced steps (packed) at 2048² against the chunk size."""
+    out = []
+    x = torch.rand(2048, 2048, generator=torch.Generator().manual_seed(1)) < 0.4
+    packed = BitBoards.pack(x)
+    default = bitslice.CHUNK_WORDS
+    print("\n## chunk sweep: packed steps at 2048², time per step")
+    for rule_text in ("B3/S23", "random-map"):
+        rule = parse_rule(rule_text, args.seed)
+        cands = {}
+        for log2 in range(12, 21, 2):
+            def run(log2: int = log2, rule: Rule = rule) -> BitBoards:
+                bitslice.CHUNK_WORDS = 1 << log2
+                return packed.step(rule, 4)
+
+            cands[str(1 << log2)] = run
+        t = bench(cands, repeats=args.repeats, warmup=1)
+        bitslice.CHUNK_WORDS = default
+        out += [{"rule": rule_text, "chunk_words": int(k), "step_s": v.median / 4}
+                for k, v in t.items()]
+    print_table(["rule", "chunk words", "per step"],
+                [[o["rule"], o["chunk_words"], fmt_time(o["step_s"])] for o in out])
+    return out
+
+
+def compile_section(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Packed steps, eager against ``torch.compile`` (inductor) of the same step function."""
+    out = []
+    print("\n## torch.compile: packed steps, eager vs compiled, time per step")
+    for h, w, b in args.settings:
+        x = torch.rand(b, h, w, generator=torch.Generator().manual_seed(1)) < 0.4
+        words = BitBoards.pack(x).words
+        for rule_text in ("B3/S23", "random-map"):
+            program = bitslice._program(parse_rule(rule_text, args.seed))
+
+            def one(s: torch.Tensor, program: Any = program, w: int = w) -> torch.Tensor:
+                d = torch.empty_like(s)
+                bitslice._step_words(s, d, program, w)
+                return d
+
+            t0 = time.perf_counter()
+            compiled = torch.compile(one, dynamic=False)
+            if not torch.equal(compiled(words), one(words)):
+                raise SystemExit(f"compiled step differs from eager ({rule_text}, {b}×{h}×{w})")
+            compile_s = time.perf_counter() - t0
+            t = bench({name: lambda f=f, y=words: f(y)
+                       for name, f in (("eager", one), ("compiled", compiled))},
+                      repeats=args.repeats, warmup=1, min_sample=0.05)
+            r = paired_ratio(t["eager"], t["compiled"])
+            out.append({"setting": f"{b}×{h}×{w}", "rule": rule_text, "compile_s": compile_s,
+                        "eager_s": t["eager"].median, "compiled_s": t["compiled"].median,
+                        "eager_over_compiled": r["median"]})
+    print_table(["setting", "rule", "eager", "compiled", "eager/compiled", "compile time"],
+                [[o["setting"], o["rule"], fmt_time(o["eager_s"]), fmt_time(o["compiled_s"]),
+                  f"{o['eager_over_compiled']:.2f}", f"{o['compile_s']:.0f} s"] for o in out])
+    return out
+
+
+MEMORY_PROBE = """
+import sys, torch
+from gzoo.ca import step
+torch.set_num_threads(1)
+side, backend = int(sys.argv[1]), sys.argv[2]
+
+def status(key):  # kB → bytes
+    with open("/proc/self/status") as f:
+        return next(int(v.split()[1]) * 1024 for v in f if v.startswith(key + ":"))
+
+x = torch.empty(side, side, dtype=torch.uint8).random_(0, 2).view(torch.bool)
+step(torch.zeros(64, 64, dtype=torch.bool), "B3/S23", backend=backend)  # lazy imports, caches
+before = status("VmRSS")
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # reset the peak (VmHWM) to the current RSS
+y = step(x, "B3/S23", backend=backend)
+print(status("VmHWM") - before)
+"""
+
+
+def memory(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Peak RSS growth of one ``step`` (output included) on a bool board, fresh process each
+    (Linux: ``/proc/self/clear_refs`` resets the peak before the step)."""
+    out = []
+    side = args.memory_size
+    print(f"\n## memory: one step of Life on a {side}² bool board, peak RSS growth")
+    for backend in ("bits", "bytes"):
+        res = subprocess.run([sys.executable, "-c", MEMORY_PROBE, str(side), backend],
+                             capture_output=True, text=True, cwd=REPO, check=True)
+        grown = int(res.stdout.strip().splitlines()[-1])
+        out.append({"backend": backend, "side": side, "peak_rss_growth_bytes": grown,
+                    "bytes_per_cell": grown / side**2})
+    print_table(["backend", "board", "peak RSS growth", "bytes per cell (1 = the output)"],
+                [[o["backend"], f"{side}²", f"{o['peak_rss_growth_bytes'] / 2**20:.0f} MiB",
+                  f"{o['bytes_per_cell']:.2f}"] for o in out])
+    return out
+
+
+# ---------------------------------------------------------------------- main
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--rule", default="B3/S23")
-    p.add_argument("--batch", type=int, default=64, help="boards per batch")
-    p.add_argument("--size", type=int, default=128, help="board side")
-    p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--settings", type=parse_setting, nargs="+",
+                   default=[(2048, 2048, 1), (64, 64, 64)], help="HxWxB")
+    p.add_argument("--rules", nargs="+", default=["B3/S23", "B3/S2-i34q", "random-map"])
+    p.add_argument("--steps", type=int, default=0,
+                   help="steps per call (0: about 2^25 cell updates, 4..64 steps)")
     p.add_argument("--density", type=float, default=0.35, help="soup density")
-    p.add_argument("--repeats", type=int, default=3, help="timed round-robin rounds")
-    p.add_argument(
-        "--cuda-batch", type=int, default=1024, help="extra CUDA candidate at this batch (0: none)"
-    )
-    p.add_argument(
-        "--no-original", action="store_true", help="skip pyseagull's unpatched life_rule"
-    )
+    p.add_argument("--repeats", type=int, default=5, help="timed round-robin rounds")
+    p.add_argument("--crossover", action="store_true", help="add the bytes/bits crossover")
+    p.add_argument("--chunk-sweep", action="store_true", help="add the chunk-size sweep")
+    p.add_argument("--memory", action="store_true", help="add the peak-RSS measurement")
+    p.add_argument("--compile", action="store_true",
+                   help="add eager vs torch.compile of the packed step (slow: compiles 4×)")
+    p.add_argument("--memory-size", type=int, default=20000, help="board side for --memory")
+    p.add_argument("--no-lifelib", action="store_true", help="skip lifelib even if installed")
     add_common_args(p)
-    # pyseagull is single-threaded, and OpenMP threads on a busy shared machine collapse: one
-    # thread is the like-for-like, robust default (``--threads 2`` for both cores).
-    p.set_defaults(threads=1)
+    p.set_defaults(threads=1)  # pyseagull and lifelib are single-threaded: like for like
     return p.parse_args(argv)
-
-
-def candidates(args: argparse.Namespace, rule: Rule) -> dict[str, tuple[Callable, int, str, int]]:
-    """name → (callable, cell updates per call, device, batch)."""
-    g = torch.Generator().manual_seed(args.seed)
-    boards = torch.rand((args.batch, args.size, args.size), generator=g) < args.density
-    per_board = args.size * args.size * args.steps
-    cells = args.batch * per_board
-
-    import seagull.rules
-
-    remove_seagull_patch()
-    original = seagull.rules.life_rule
-    apply_seagull_patch()
-    patched = seagull.rules.life_rule
-
-    out: dict[str, tuple[Callable, int, str, int]] = {
-        "gzoo step (cpu)": (gzoo_step_loop(boards, rule, args.steps), cells, "cpu", args.batch),
-        "gzoo simulate (cpu)": (gzoo_simulate(boards, rule, args.steps), cells, "cpu", args.batch),
-    }
-    if torch.cuda.is_available():
-        dev = torch.device("cuda")
-        out["gzoo step (cuda)"] = (
-            gzoo_step_loop(boards.to(dev), rule, args.steps),
-            cells,
-            "cuda",
-            args.batch,
-        )
-        out["gzoo simulate (cuda)"] = (
-            gzoo_simulate(boards.to(dev), rule, args.steps),
-            cells,
-            "cuda",
-            args.batch,
-        )
-        if args.cuda_batch:
-            big = torch.rand((args.cuda_batch, args.size, args.size), generator=g) < args.density
-            out[f"gzoo step (cuda, batch {args.cuda_batch})"] = (
-                gzoo_step_loop(big.to(dev), rule, args.steps),
-                args.cuda_batch * per_board,
-                "cuda",
-                args.cuda_batch,
-            )
-    np_boards = boards.numpy()
-    out[BASE] = (seagull_loop(np_boards, patched, rule, args.steps), cells, "cpu", args.batch)
-    if not args.no_original and rule.neighbourhood == "moore":  # unpatched: Moore only
-        out["pyseagull life_rule (original)"] = (
-            seagull_loop(np_boards, original, rule, args.steps),
-            cells,
-            "cpu",
-            args.batch,
-        )
-    return out
-
-
-def check_agreement(cands: dict[str, tuple[Callable, int, str, int]], batch: int) -> None:
-    ref = None
-    for name, (fn, _, _, n) in cands.items():
-        if n != batch:
-            continue
-        res = fn()
-        res = res.cpu().numpy() if isinstance(res, torch.Tensor) else res
-        res = res.astype(bool)
-        if ref is None:
-            ref = res
-        elif not np.array_equal(res, ref):
-            raise SystemExit(f"{name} ends in a different state from the first candidate")
 
 
 def plot(payload: dict[str, Any], path) -> Any:
     plt = pyplot()
-    rows = payload["rows"]
-    fig, ax = plt.subplots(figsize=(8, 0.5 * len(rows) + 1.6))
-    rates = [r["cell_updates_per_s"] for r in rows]
-    colors = ["tab:blue" if r["method"].startswith("gzoo") else "tab:gray" for r in rows]
-    ax.barh([r["method"] for r in rows], rates, color=colors)
-    ax.set_xscale("log")
-    ax.set_xlim(right=3 * max(rates))
-    ax.invert_yaxis()
-    ax.set_xlabel("cell updates per second (log scale)")
-    a = payload["args"]
-    ax.set_title(
-        f"{payload['rule']}: {a['batch']} boards of {a['size']}², {a['steps']} steps, "
-        f"{a['threads']} CPU thread(s)"
-    )
-    for i, r in enumerate(rows):
-        ax.text(r["cell_updates_per_s"], i, f" {r['ratio_vs_pyseagull']:.1f}×", va="center")
+    rows = [r for r in payload["rows"] if r["method"] not in FLOORS]
+    groups = sorted({(r["setting"], r["rule"]) for r in rows}, key=str)
+    fig, axes = plt.subplots(len(groups), 1, figsize=(8, 2.2 * len(groups) + 0.5), squeeze=False)
+    for ax, (setting, rule) in zip(axes[:, 0], groups, strict=True):
+        sel = [r for r in rows if (r["setting"], r["rule"]) == (setting, rule)]
+        rates = [r["cell_updates_per_s"] for r in sel]
+        colors = ["tab:blue" if r["method"].startswith("bits") else
+                  "tab:orange" if r["method"].startswith("bytes") else "tab:gray" for r in sel]
+        ax.barh([r["method"] for r in sel], rates, color=colors)
+        ax.set_xscale("log")
+        ax.invert_yaxis()
+        ax.set_title(f"{rule}, {setting}", fontsize=9)
+        for i, r in enumerate(sel):
+            ax.text(r["cell_updates_per_s"], i, f" {r['x_bytes_step']:.1f}×", va="center",
+                    fontsize=8)
+    axes[-1, 0].set_xlabel("cell updates per second (log), × = per-round ratio to bytes step")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
 
@@ -202,60 +432,31 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     setup_run(args)
     t0 = time.perf_counter()
-    rule = Rule.parse(args.rule)
-    cands = candidates(args, rule)
-    devices = sorted({c[2] for c in cands.values()})
-    info = machine_info(devices)
+    info = machine_info("cpu")
     print(f"# Simulator throughput — {describe_machine(info)}")
-    print(
-        f"rule {rule}, {args.batch} boards of {args.size}×{args.size}, {args.steps} steps, "
-        f"{args.repeats} round-robin rounds"
-    )
-    check_agreement(cands, args.batch)
-    timings = bench({n: c[0] for n, c in cands.items()}, repeats=args.repeats, warmup=1)
-
+    print(f"chunk {bitslice.CHUNK_WORDS} words; {args.repeats} round-robin rounds; "
+          f"BITS_MIN_CELLS = {sys.modules['gzoo.ca.simulate'].BITS_MIN_CELLS}")
     rows = []
-    for name, (_, cells, device, batch) in cands.items():
-        t = timings[name]
-        ratio = paired_ratio(timings[BASE], t)  # pyseagull time / candidate time, per round
-        rows.append(
-            {
-                "method": name,
-                "device": device,
-                "batch": batch,
-                "cell_updates": cells,
-                "timing": t,
-                "cell_updates_per_s": cells / t.median,
-                "ratio_vs_pyseagull": ratio["median"] * cells / cands[BASE][1],
-                "ratio_vs_pyseagull_q1_q3": [
-                    ratio["q1"] * cells / cands[BASE][1],
-                    ratio["q3"] * cells / cands[BASE][1],
-                ],
-            }
-        )
-    table = print_table(
-        ["method", "batch", "median", "IQR", "cell updates/s", "× pyseagull (paired)"],
-        [
-            [
-                r["method"],
-                r["batch"],
-                fmt_time(r["timing"].median),
-                fmt_time(r["timing"].iqr),
-                f"{r['cell_updates_per_s']:.3e}",
-                f"{r['ratio_vs_pyseagull']:.1f}",
-            ]
-            for r in rows
-        ],
-    )
-    payload = {
+    for setting in args.settings:
+        for rule_text in args.rules:
+            rows += run_setting(args, setting, rule_text)
+    payload: dict[str, Any] = {
         "benchmark": "simulate",
-        "rule": str(rule),
         "machine": info,
         "args": dict(vars(args)),
+        "chunk_words": bitslice.CHUNK_WORDS,
         "rows": rows,
-        "table": table,
-        "seconds": time.perf_counter() - t0,
+        "gpu": "not measured: no GPU machine was lent to this task",
     }
+    if args.crossover:
+        payload["crossover"] = crossover(args)
+    if args.chunk_sweep:
+        payload["chunk_sweep"] = chunk_sweep(args)
+    if args.compile:
+        payload["compile"] = compile_section(args)
+    if args.memory:
+        payload["memory"] = memory(args)
+    payload["seconds"] = time.perf_counter() - t0
     return finish(payload, args, "simulate", plot)
 
 

@@ -12,6 +12,10 @@ For each layer and size, one interleaved run (:func:`common.bench`) times these 
 * ``e2cnn``: the e2cnn twin (:mod:`gzoo.layers.reference`) in train mode (fwd, fwd+bwd) and
   eval mode under ``no_grad`` (its bank from the value-checked eval cache); ``e2cnn fresh``
   the twin expanding its bank on every eval call (what the cache saves);
+* ``harmonic`` (p8 layers only): the band-limited variant (``rotation="harmonic"``: the bank
+  built from basis coefficients by one batched matmul, then one ``conv2d``), same modes, eval
+  calls served by its value-checked eval cache; its bank has the ring layer's shape, so the
+  same ``floor`` is its floor too;
 * optionally ``compiled`` (``--compile``: ``torch.compile`` of the hand-written layer) and,
   on CUDA, ``graph hand``/``graph floor`` (``--cuda-graphs``: forward+backward replayed as CUDA
   graphs by ``torch.cuda.make_graphed_callables``).
@@ -62,6 +66,7 @@ from torch import Tensor, nn
 
 from gzoo.layers import GroupCorrelation
 from gzoo.layers.engine import EvalBankCache
+from gzoo.layers.harmonic import HARMONIC_OF
 from gzoo.layers.reference import REFERENCE_LAYERS, E2Reference
 
 SIZES: dict[str, tuple[int, int, int]] = {
@@ -127,7 +132,8 @@ def time_construction(
     median of ``--construct-repeats`` more."""
     k = args.kernel_size
     out: dict[str, Any] = {"layer": hand_cls.__name__, "fields": fields, "device": device}
-    for impl, cls in (("hand", hand_cls), ("e2cnn", ref_cls)):
+    harmonic = [("harmonic", HARMONIC_OF[hand_cls])] if hand_cls in HARMONIC_OF else []
+    for impl, cls in (("hand", hand_cls), *harmonic, ("e2cnn", ref_cls)):
         times = []
         for _ in range(1 + args.construct_repeats):
             sync(device)
@@ -224,6 +230,10 @@ def make_candidates(
         "params_hand": sum(p.numel() for p in hand.parameters()),
         "params_e2cnn": sum(p.numel() for p in e2.parameters()),
     }
+    if hand_cls in HARMONIC_OF:
+        harm = HARMONIC_OF[hand_cls](c, c, k, padding=k // 2, device=device).train()
+        harm_eval = copy.deepcopy(harm).eval()
+        info["params_harmonic"] = sum(p.numel() for p in harm.parameters())
     hp, fp, ep = list(hand.parameters()), list(floor.parameters()), list(e2.parameters())
     cands: dict[str, Callable[[], Any]] = {
         "floor fwd+bwd": _fwd_bwd(floor, xf, gyf, fp),
@@ -238,6 +248,12 @@ def make_candidates(
         "e2cnn eval": _eval(e2_eval, x),
         "e2cnn fresh eval": _eval_fresh(copy.deepcopy(e2_eval), x),
     }
+    if hand_cls in HARMONIC_OF:
+        cands |= {
+            "harmonic fwd+bwd": _fwd_bwd(harm, x, gy, list(harm.parameters())),
+            "harmonic fwd": _fwd(harm, x),
+            "harmonic eval": _eval(harm_eval, x),
+        }
     if args.compile:
         # compile in this process: a pool of compile workers left busy in the background
         # would steal the cores from the timed candidates (seen on a 2-core machine)
@@ -280,6 +296,12 @@ RATIOS: tuple[tuple[str, str, str], ...] = (
     ("e2cnn/hand eval", "e2cnn eval", "hand eval"),
     ("hand cached/hand eval", "hand cached eval", "hand eval"),
     ("e2cnn/e2cnn fresh eval", "e2cnn eval", "e2cnn fresh eval"),
+    ("harmonic/floor fwd+bwd", "harmonic fwd+bwd", "floor fwd+bwd"),
+    ("harmonic/floor fwd", "harmonic fwd", "floor fwd"),
+    ("harmonic/floor eval", "harmonic eval", "floor eval"),
+    ("e2cnn/harmonic fwd+bwd", "e2cnn fwd+bwd", "harmonic fwd+bwd"),
+    ("e2cnn/harmonic fwd", "e2cnn fwd", "harmonic fwd"),
+    ("e2cnn/harmonic eval", "e2cnn eval", "harmonic eval"),
     ("compiled/floor fwd+bwd", "compiled fwd+bwd", "floor fwd+bwd"),
     ("compiled/floor fwd", "compiled fwd", "floor fwd"),
     ("graph hand/graph floor fwd+bwd", "graph hand fwd+bwd", "graph floor fwd+bwd"),
@@ -322,17 +344,23 @@ def print_tables(runs: list[dict[str, Any]], construction: list[dict[str, Any]])
         extra_cols = [c for c in ("compiled", "graph hand", "graph floor", "hand cached",
                                   "e2cnn fresh")
                       if any(f"{c} {mode}" in r["timings"] for r in runs)]
+        harm = any(f"harmonic {mode}" in r["timings"] for r in runs)
         headers = ["device", "size", "layer", "floor", "hand", "hand/floor", "e2cnn",
-                   "e2cnn/hand", *extra_cols]
+                   "e2cnn/hand",
+                   *(["harmonic", "harmonic/floor", "e2cnn/harmonic"] if harm else []),
+                   *extra_cols]
         rows = []
         for r in runs:
             t = r["timings"]
             ra = r["ratios"]
+            h = t.get(f"harmonic {mode}")
             rows.append([
                 r["device"], r["size"]["name"], r["layer"],
                 fmt_time(t[f"floor {mode}"]["median"]), fmt_time(t[f"hand {mode}"]["median"]),
                 _ratio(ra.get(f"hand/floor {mode}")), fmt_time(t[f"e2cnn {mode}"]["median"]),
                 _ratio(ra.get(f"e2cnn/hand {mode}")),
+                *([fmt_time(h["median"]) if h else "-", _ratio(ra.get(f"harmonic/floor {mode}")),
+                   _ratio(ra.get(f"e2cnn/harmonic {mode}"))] if harm else []),
                 *[fmt_time(t[f"{c} {mode}"]["median"]) if f"{c} {mode}" in t else "-"
                   for c in extra_cols],
             ])
@@ -342,10 +370,13 @@ def print_tables(runs: list[dict[str, Any]], construction: list[dict[str, Any]])
         print(f"\n## {what}: median time; ratios = median [quartiles] of per-round ratios")
         tables.append(print_table(headers, rows))
     print("\n## Construction (median of repeats; first = first build in this process)")
-    headers = ["device", "layer", "fields", "hand", "hand first", "e2cnn", "e2cnn first",
-               "e2cnn/hand"]
+    headers = ["device", "layer", "fields", "hand", "hand first", "harmonic", "harmonic first",
+               "e2cnn", "e2cnn first", "e2cnn/hand"]
     rows = [[c["device"], c["layer"], c["fields"], fmt_time(c["hand"]["median"]),
-             fmt_time(c["hand"]["first"]), fmt_time(c["e2cnn"]["median"]),
+             fmt_time(c["hand"]["first"]),
+             *([fmt_time(c["harmonic"]["median"]), fmt_time(c["harmonic"]["first"])]
+               if "harmonic" in c else ["-", "-"]),
+             fmt_time(c["e2cnn"]["median"]),
              fmt_time(c["e2cnn"]["first"]), f"{c['e2cnn/hand']:.0f}×"] for c in construction]
     tables.append(print_table(headers, rows))
     return tables
@@ -357,29 +388,35 @@ def check_targets(runs: list[dict[str, Any]],
     targets: dict[str, Any] = {}
     for dev in dict.fromkeys(r["device"] for r in runs):
         dtype = "cuda" if dev.startswith("cuda") else "cpu"
-        for kind in ("ca", "image"):
-            sub = [r for r in runs if r["device"] == dev and r["size"]["kind"] == kind]
-            if not sub:
-                continue
-            worst = max(sub, key=lambda r: r["ratios"]["hand/floor fwd+bwd"]["median"])
-            ratio = worst["ratios"]["hand/floor fwd+bwd"]["median"]
-            limit = TARGET[dtype][kind]
-            targets[f"{dev} {kind}: hand fwd+bwd ≤ {limit:.2f}× floor"] = {
-                "worst": ratio, "at": f"{worst['layer']} {worst['size']['name']}",
-                "met": ratio <= limit,
-            }
+        for impl in ("hand", "harmonic"):  # harmonic: the p8 layers' band-limited variant
+            key = f"{impl}/floor fwd+bwd"
+            for kind in ("ca", "image"):
+                sub = [r for r in runs if r["device"] == dev and r["size"]["kind"] == kind
+                       and key in r["ratios"]]
+                if not sub:
+                    continue
+                worst = max(sub, key=lambda r, key=key: r["ratios"][key]["median"])
+                ratio = worst["ratios"][key]["median"]
+                limit = TARGET[dtype][kind]
+                targets[f"{dev} {kind}: {impl} fwd+bwd ≤ {limit:.2f}× floor"] = {
+                    "worst": ratio, "at": f"{worst['layer']} {worst['size']['name']}",
+                    "met": ratio <= limit,
+                }
         sub = [r for r in runs if r["device"] == dev]
         worst = min(sub, key=lambda r: r["ratios"]["e2cnn/hand fwd+bwd"]["median"])
         ratio = worst["ratios"]["e2cnn/hand fwd+bwd"]["median"]
         targets[f"{dev}: faster than e2cnn train (e2cnn/hand fwd+bwd > 1)"] = {
             "worst": ratio, "at": f"{worst['layer']} {worst['size']['name']}", "met": ratio > 1,
         }
-    if construction:
-        worst_c = max(construction, key=lambda c: c["hand"]["median"])
-        targets[f"construction < {CONSTRUCTION_TARGET_S * 1e3:.0f} ms per layer"] = {
-            "worst": worst_c["hand"]["median"],
+    for impl in ("hand", "harmonic"):
+        built = [c for c in construction if impl in c]
+        if not built:
+            continue
+        worst_c = max(built, key=lambda c, impl=impl: c[impl]["median"])
+        targets[f"construction < {CONSTRUCTION_TARGET_S * 1e3:.0f} ms per layer ({impl})"] = {
+            "worst": worst_c[impl]["median"],
             "at": f"{worst_c['layer']} {worst_c['fields']} fields {worst_c['device']}",
-            "met": worst_c["hand"]["median"] < CONSTRUCTION_TARGET_S,
+            "met": worst_c[impl]["median"] < CONSTRUCTION_TARGET_S,
         }
     print("\n## Targets (this run; noisy on a shared machine)")
     for name, t in targets.items():
@@ -396,7 +433,7 @@ def plot(payload: dict[str, Any], path: Path) -> Path:
     panels = list(dict.fromkeys((r["device"], r["size"]["name"]) for r in runs))
     nrows = len(panels) + (1 if construction else 0)
     fig, axes = plt.subplots(nrows, 3, figsize=(17, 3.8 * nrows), squeeze=False)
-    impls = ["floor", "hand", "e2cnn", "compiled", "graph hand", "graph floor"]
+    impls = ["floor", "hand", "harmonic", "e2cnn", "compiled", "graph hand", "graph floor"]
     for i, (dev, size) in enumerate(panels):
         sub = [r for r in runs if r["device"] == dev and r["size"]["name"] == size]
         x = np.arange(len(sub))

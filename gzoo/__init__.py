@@ -24,7 +24,7 @@ from gzoo.checkpoint import (
     save_checkpoint,
 )
 from gzoo.groups import C4, C8, D4, GROUPS, Group, get_group
-from gzoo.infer import infer_rule, infer_rule_from_data
+from gzoo.infer import infer_rule, infer_rule_from_data, infer_symmetry
 from gzoo.layers import (
     GroupBatchNorm,
     GroupCorrelation,
@@ -86,6 +86,7 @@ __all__ = [
     "group_pool",
     "infer_rule",
     "infer_rule_from_data",
+    "infer_symmetry",
     "load_pretrained",
     "rollout_agreement",
     "save_checkpoint",

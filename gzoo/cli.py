@@ -3,8 +3,10 @@
     gzoo demo                                    a pretrained p8 net runs HighLife beside the rule
     gzoo equivariance                            equivariance error of every layer
     gzoo infer-rule DIR_OR_NAME                  read the rule back out of a network
+    gzoo symmetry DIR_OR_NAME | --rule R         which symmetries the dynamics respect
     gzoo show DIR_OR_NAME --out fig.png          filters, class response, rollout
     gzoo simulate --rule B36/S23 --out run.png   a simulation history (PNG montage or GIF)
+    gzoo simulate --pattern gun.rle --out a.gif  an RLE pattern on a torus
     gzoo train --rule B36/S23 --model p8 --out DIR
     gzoo eval DIR_OR_NAME                        exactness, held-out accuracy, rollout agreement
     gzoo zoo                                     the installed checkpoints
@@ -25,6 +27,8 @@ from functools import partial
 from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 import torch
+
+from gzoo.ca.families import FAMILIES
 
 if TYPE_CHECKING:
     from gzoo.ca import Rule
@@ -127,9 +131,19 @@ def _writable_file(path: str) -> None:
 
 #: Main memory per cell of drawing a random soup (float32 draws, then the board).
 SOUP_BYTES_PER_CELL = 5
-#: Memory per cell of one :func:`gzoo.ca.step` of the byte simulator: the board, its successor
-#: and the temporaries (a peak of about 14 bytes per cell measured on a 4096² board).
-STEP_BYTES_PER_CELL = 16
+#: Memory per cell of one :func:`gzoo.ca.step` by backend, the board and its successor included:
+#: peaks of 9.0 (bytes) and 1.19 (bits) bytes per cell measured on a 20000² board
+#: (``benchmarks/RESULTS.md``), rounded up.
+STEP_BYTES_PER_CELL = {"bytes": 16, "bits": 3}
+
+
+def _step_bytes_per_cell(rule: Rule, cells: int) -> int:
+    """The memory per cell of a step on a board of ``cells`` cells, with the backend
+    ``backend="auto"`` picks for it (:data:`gzoo.ca.simulate.BITS_MIN_CELLS`)."""
+    from gzoo.ca.simulate import BITS_MIN_CELLS
+
+    bits = cells >= BITS_MIN_CELLS["counts" if rule.is_outer_totalistic else "table"]
+    return STEP_BYTES_PER_CELL["bits" if bits else "bytes"]
 
 
 def _check_memory(what: str, hint: str, host: float, work: float, device: str) -> None:
@@ -244,7 +258,7 @@ def _infer_rule(args: argparse.Namespace) -> int:
     from gzoo.infer import infer_rule
 
     model, trained_on = _load_ca_model(args.checkpoint, args.device)
-    res = infer_rule(model, args.neighbourhood, check_steps=args.steps)
+    res = infer_rule(model, args.family, check_steps=args.steps)
     print(res.summary())
     print(res.class_table())
     if res.rule is not None:
@@ -253,7 +267,60 @@ def _infer_rule(args: argparse.Namespace) -> int:
     else:
         print(f"no rule inferred ({res.reason}); the checkpoint says it was trained on "
               f"{trained_on}")
-    return 0 if res.consistent and res.rule is not None else 1
+    return 0 if res.rule is not None else 1
+
+
+def _symmetry(args: argparse.Namespace) -> int:
+    """The symmetry of a network, a rule's dynamics or a saved history, with the evidence."""
+    from gzoo.ca import Rule, simulate
+    from gzoo.infer import infer_symmetry
+
+    given = [x for x in (args.checkpoint, args.rule, args.data) if x is not None]
+    if len(given) != 1:
+        raise ValueError("give exactly one of CHECKPOINT, --rule or --data "
+                         f"(got {len(given)})")
+    if args.checkpoint is not None:
+        model, _ = _load_ca_model(args.checkpoint, args.device)
+        res = infer_symmetry(model)
+    elif args.rule is not None:
+        rule = Rule.parse(args.rule)
+        cells = args.boards * args.size**2
+        _check_memory(f"a history of {args.steps} steps of {args.boards} boards "
+                      f"{args.size}×{args.size}", "lower --boards, --size or --steps",
+                      host=cells * (SOUP_BYTES_PER_CELL + args.steps + 1), work=0,
+                      device="cpu")
+        g = torch.Generator().manual_seed(args.seed)
+        density = 0.05 + 0.9 * torch.rand(args.boards, 1, 1, generator=g)
+        soups = torch.rand(args.boards, args.size, args.size, generator=g) < density
+        history = simulate(soups, rule, args.steps)
+        res = infer_symmetry(history)
+        print(f"{rule}: the table's own symmetry is {rule.symmetry.name}"
+              f"{' with' if rule.symmetry.ring else ' without'} the 45° ring rotation")
+    else:
+        res = infer_symmetry(_load_history(args.data))
+    print(res.summary())
+    print(res.table())
+    return 0
+
+
+def _load_history(path: str) -> torch.Tensor:
+    """A history ``[T+1, (B,) H, W]`` from a .npy file or a tensor saved with torch.save."""
+    import numpy as np
+
+    if path.endswith(".npy"):
+        try:
+            return torch.from_numpy(np.load(path, allow_pickle=False))
+        except (OSError, ValueError) as e:
+            raise ValueError(f"cannot read {path!r} as a numpy array: {e}") from None
+    if path.endswith((".pt", ".pth")):
+        try:
+            data = torch.load(path, weights_only=True)
+        except Exception as e:  # torch raises several unrelated types for bad files
+            raise ValueError(f"cannot read {path!r} as a saved tensor: {e}") from None
+        if not isinstance(data, torch.Tensor):
+            raise ValueError(f"{path!r} holds a {type(data).__name__}, not a tensor")
+        return data
+    raise ValueError(f"--data must be a .npy or .pt file, got {path!r}")
 
 
 def _show(args: argparse.Namespace) -> int:
@@ -292,36 +359,51 @@ def _simulate(args: argparse.Namespace) -> int:
         simulation_frames,
     )
 
-    rule = Rule.parse(args.rule)
     _writable_file(args.out)
+    pattern = None
+    if args.pattern is not None:
+        from gzoo.ca import PATTERNS, load_pattern, place_on_torus, read_rle
+
+        pattern, pattern_rule = (load_pattern(args.pattern) if args.pattern in PATTERNS
+                                 else read_rle(args.pattern))
+        rule = Rule.parse(args.rule or pattern_rule or "B3/S23")
+        if pattern_rule is not None and rule != pattern_rule:
+            print(f"note: the pattern's own rule is {pattern_rule}; running {rule} as asked")
+        h, w = pattern.shape
+        height, width = ((2 * h + 16, 2 * w + 16) if args.size is None  # place_on_torus's fit
+                         else (args.size, args.size))
+    else:
+        rule = Rule.parse(args.rule or "B3/S23")
+        height = width = 64 if args.size is None else args.size
     gif = args.out.lower().endswith(".gif")
     times = frame_times(args.steps, MAX_GIF_FRAMES if gif else args.frames)
-    factor = picture_factor(args.size, args.size)
-    side = -(-args.size // factor)
+    factor = picture_factor(height, width)
+    side_h, side_w = -(-height // factor), -(-width // factor)
     device = check_device(args.device)
     model = trained_on = None
     if args.model:
         model, trained_on = _load_ca_model(args.model, args.device)
-    cells = args.size**2
-    per_cell = (STEP_BYTES_PER_CELL if model is None
+    cells = height * width
+    per_cell = (_step_bytes_per_cell(rule, cells) if model is None
                 else 2 + activation_bytes_per_cell(model))  # + the board, one byte a cell
-    _check_memory(f"simulating a {args.size}×{args.size} board",
+    _check_memory(f"simulating a {height}×{width} board",
                   "lower --size" + (" (or --steps: a GIF keeps its frames)" if gif else ""),
                   host=SOUP_BYTES_PER_CELL * cells
-                  + len(times) * (side * side + GIF_FRAME_BYTES * gif),
+                  + len(times) * (side_h * side_w + GIF_FRAME_BYTES * gif),
                   work=per_cell * cells, device=args.device)
-    notes = []
     if factor > 1:
-        notes.append(f"pictures max-pooled {factor}×{factor} to {side}×{side} "
-                     f"(at most {MAX_PICTURE_SIDE} cells a side)")
+        print(f"note: pictures max-pooled {factor}×{factor} to {side_h}×{side_w} "
+              f"(at most {MAX_PICTURE_SIDE} cells a side)")
     if gif and len(times) < args.steps + 1:
-        notes.append(f"GIF of {len(times)} of the {args.steps + 1} steps, evenly spaced "
-                     f"(at most {MAX_GIF_FRAMES} frames)")
-    for note in notes:
-        print(f"note: {note}", file=sys.stderr)
+        print(f"note: GIF of {len(times)} of the {args.steps + 1} steps, evenly spaced "
+              f"(at most {MAX_GIF_FRAMES} frames)")
 
-    g = torch.Generator().manual_seed(args.seed)
-    board = (torch.rand(args.size, args.size, generator=g) < args.density).to(device)
+    if pattern is not None:
+        board = place_on_torus(pattern, (height, width)).bool()
+    else:
+        g = torch.Generator().manual_seed(args.seed)
+        board = torch.rand(height, width, generator=g) < args.density
+    board = board.to(device)
     advance: Callable[[torch.Tensor], torch.Tensor]
     if model is not None:
         advance = model.step
@@ -331,12 +413,11 @@ def _simulate(args: argparse.Namespace) -> int:
         who = str(rule) + (f" ({rule.name})" if rule.name else "")
     show = False if args.quiet else None
     frames, last = simulation_frames(board, advance, args.steps, times, progress=show,
-                                     label=f"simulate {args.size}×{args.size}")
+                                     label=f"simulate {height}×{width}")
     path = save_simulation(frames, args.out, title=who, n_frames=args.frames, fps=args.fps,
                            times=times, progress=show)
     alive = last.float().mean().item()
-    print(f"{who}: {args.size}×{args.size}, {args.steps} steps, final density {alive:.3f} "
-          f"→ {path}")
+    print(f"{who}: {height}×{width}, {args.steps} steps, final density {alive:.3f} → {path}")
     return 0
 
 
@@ -490,11 +571,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_device(eq)
     eq.set_defaults(func=_equivariance)
 
-    inf = sub.add_parser("infer-rule", help="read the B/S rule back out of a network")
+    inf = sub.add_parser("infer-rule", help="read the rule back out of a network")
     inf.add_argument("checkpoint", help="zoo name or checkpoint folder")
-    inf.add_argument("--neighbourhood", default="auto", choices=("auto", "moore", "von_neumann"),
-                     help="read the rule in this neighbourhood (default auto: the first that "
-                          "fits)")
+    inf.add_argument("--family", "--neighbourhood", default="auto",
+                     choices=("auto", *FAMILIES, "moore"),
+                     help="read the rule in this family (default: the smallest that fits; "
+                          "'moore' = outer_totalistic)")
     inf.add_argument("--steps", type=_STEPS, default=64,
                      help="steps of the immediate check (default 64)")
     _add_device(inf)
@@ -510,13 +592,16 @@ def build_parser() -> argparse.ArgumentParser:
     show.set_defaults(func=_show)
 
     sim = sub.add_parser("simulate", help="simulate a rule and write a PNG montage or a GIF")
-    sim.add_argument("--rule", default="B3/S23", help="rule, e.g. B36/S23 (default B3/S23)")
-    sim.add_argument("--size", type=_SIZE, default=64,
-                     help="board side (default 64); pictures of boards over 512 cells a side "
-                          "are max-pooled")
+    sim.add_argument("--rule", help="rule, e.g. B36/S23 or B3/S2-i34q (default: the pattern's "
+                                    "rule, else B3/S23)")
+    sim.add_argument("--pattern", help="an RLE file (or a shipped pattern: "
+                                       "glider, gosper_gun, replicator) placed at the centre")
+    sim.add_argument("--size", type=_SIZE,
+                     help="board side (default 64; with --pattern fitted to it); pictures of "
+                          "boards over 512 cells a side are max-pooled")
     sim.add_argument("--steps", type=_STEPS, default=100, help="steps (default 100)")
     sim.add_argument("--density", type=_DENSITY, default=0.3,
-                     help="initial density, in [0, 1] (default 0.3)")
+                     help="initial density of a random soup, in [0, 1] (default 0.3)")
     _add_seed(sim, 0, "the initial soup")
     sim.add_argument("--out", type=_picture(".png", ".gif"), required=True,
                      help="output .png (montage) or .gif (animation)")
@@ -549,6 +634,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_seed(ev, 12345, "the fresh data")
     _add_device(ev)
     ev.set_defaults(func=_eval)
+
+    sym = sub.add_parser("symmetry", help="which symmetries of the square a network, a rule's "
+                                          "dynamics or a saved history respect")
+    sym.add_argument("checkpoint", nargs="?", help="zoo name or checkpoint folder")
+    sym.add_argument("--rule", help="simulate this rule from random soups and test the data")
+    sym.add_argument("--data", help="a saved history [T+1, (B,) H, W] (.npy or .pt)")
+    sym.add_argument("--boards", type=_SIZE, default=16, help="soups for --rule (16)")
+    sym.add_argument("--size", type=_SIZE, default=32, help="board side for --rule (32)")
+    sym.add_argument("--steps", type=_int(1), default=4, help="steps for --rule (4)")
+    _add_seed(sym, 0, "the soups for --rule")
+    _add_device(sym)
+    sym.set_defaults(func=_symmetry)
 
     zoo = sub.add_parser("zoo", help="list the installed pretrained checkpoints")
     zoo.set_defaults(func=_zoo)

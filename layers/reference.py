@@ -26,7 +26,9 @@ instead of 9: the centre, and frequencies 0, 1, 2 on the ring (1 + 2 + 2; the 8-
 carries frequencies 3 and 4, which e2cnn cuts off); 11 instead of 25 for 5×5. A group layer
 has |G| times as many (3×3: 24 vs 36 for p4, 48 vs 72 for p4m and p8). See
 :func:`param_table`. Both have one bias per output field. Hence e2cnn → hand-written is
-exact (:func:`load_from_e2cnn`); the reverse is not possible in general.
+exact (:func:`load_from_e2cnn`); the reverse is not possible in general. The harmonic p8 layers
+(``rotation="harmonic"``, :mod:`gzoo.layers.harmonic`) learn coefficients of e2cnn's own C8
+basis (the same count), so they and the ``E2P8*`` twins span the same kernels.
 
 **Eval-mode cache.** ``R2Conv.eval()`` caches the expanded filter; e2cnn builds it with
 autograd on, so the cache would keep the graph (and its memory) alive, and it goes stale when
@@ -62,6 +64,7 @@ from gzoo.groups import C4, C8, D4, Group
 from ._e2cnn_compat import E2CNN_PATCHES, patch_e2cnn
 from .conv import P4Conv, P4LiftConv, P4MConv, P4MLiftConv, P8Conv, P8LiftConv
 from .engine import EvalBankCache, GroupConvBase, GroupCorrelation
+from .harmonic import HarmonicP8Conv, HarmonicP8LiftConv
 
 __all__ = [
     "E2CNN_PATCHES",
@@ -200,9 +203,10 @@ class E2P4MConv(E2Reference):
 class E2P8LiftConv(E2Reference):
     """e2cnn twin of :class:`~gzoo.layers.P8LiftConv`: ``Rot2dOnR2(8)``, trivial → regular.
 
-    Not an exact twin: e2cnn samples its steerable basis off-grid, so the 45° copies of a
-    kernel are interpolated, whereas the hand-written layer permutes pixels (square-ring
-    rotation). Both are exact on the 90° subgroup; :func:`load_from_e2cnn` refuses p8.
+    The exact twin of ``P8LiftConv(..., rotation="harmonic")`` (the same band-limited basis,
+    see :mod:`gzoo.layers.harmonic`; :func:`load_from_e2cnn` maps it at dilation 1). Not an
+    exact twin of the default ring-rotation layer: e2cnn's 45° kernel copies are the basis
+    turned off-grid, the ring layer permutes pixels. All are exact on the 90° subgroup.
     """
 
     GROUP, LIFTING, TWIN = C8, True, P8LiftConv
@@ -211,7 +215,7 @@ class E2P8LiftConv(E2Reference):
 class E2P8Conv(E2Reference):
     """e2cnn twin of :class:`~gzoo.layers.P8Conv`: ``Rot2dOnR2(8)``, regular → regular.
 
-    Not an exact twin, for the reason given in :class:`E2P8LiftConv`.
+    The exact twin of ``P8Conv(..., rotation="harmonic")``, as :class:`E2P8LiftConv`.
     """
 
     GROUP, LIFTING, TWIN = C8, False, P8Conv
@@ -230,7 +234,7 @@ REFERENCE_OF: dict[type[GroupCorrelation], type[E2Reference]] = {
 def load_from_e2cnn(
     layer: GroupCorrelation, ref: E2Reference, *, check: bool = True
 ) -> GroupCorrelation:
-    r"""Load hand-written ``layer`` (p4 or p4m) with the weights of its e2cnn twin ``ref``.
+    r"""Load hand-written ``layer`` (p4, p4m or harmonic p8) with the weights of its e2cnn twin.
 
     e2cnn's expanded filter ``K = ref.expand_filter()`` is, by the conventions above, the bank
     of the base kernel found in its identity rows:
@@ -246,17 +250,22 @@ def load_from_e2cnn(
     same group, kind, channels, kernel size and bias flag; stride, padding, dilation and padding
     mode are not weights and are not checked.
 
-    p8 has no such map: e2cnn's 45° copies are interpolated from an off-grid basis while the
-    hand-written 45° copies are pixel permutations, so no base kernel reproduces e2cnn's bank
-    (they agree only on the 90° subgroup). A :class:`ValueError` says so.
+    p8: the harmonic layers (``rotation="harmonic"``) have e2cnn's basis, so ``layer.weight``
+    ← the least-squares coefficients of the identity rows (:meth:`coefficients_of`; exact, the
+    rows lie in the span), and the whole bank then agrees, 45° rows included. The basis depends
+    on the dilation in e2cnn and not here, so both must have dilation 1. The ring layers have
+    no such map: their 45° copies are pixel permutations, e2cnn's are the basis turned
+    off-grid, so no base kernel reproduces e2cnn's bank (they agree only on the 90°
+    subgroup). A :class:`ValueError` says so.
 
     Args:
         layer: the hand-written layer to overwrite (in place).
         ref: its e2cnn twin (an :class:`E2Reference`).
         check: verify that ``layer``'s whole bank now equals e2cnn's (within 1e-5 relative in
-            float32, 1e-12 in float64; measured on CPU: bit-exact in float32, ~4e-16 in float64)
-            and that e2cnn's bias is constant on each field; a mismatch raises
-            :class:`ValueError` (the conventions disagree).
+            float32, 1e-12 in float64; measured on CPU: bit-exact in float32, ~4e-16 in float64;
+            harmonic p8: 1e-5 in both, as e2cnn samples its basis in float32 unless built with
+            a float64 default dtype) and that e2cnn's bias is constant on each field; a
+            mismatch raises :class:`ValueError` (the conventions disagree).
 
     Returns:
         ``layer``.
@@ -265,11 +274,17 @@ def load_from_e2cnn(
         raise TypeError(f"layer must be a hand-written gzoo layer, got {type(layer).__name__}")
     if not isinstance(ref, E2Reference):
         raise TypeError(f"ref must be an e2cnn reference layer (E2*), got {type(ref).__name__}")
-    if layer.group.name == "p8" or ref.group_name == "p8":
+    harmonic = isinstance(layer, (HarmonicP8LiftConv, HarmonicP8Conv))
+    if (layer.group.name == "p8" or ref.group_name == "p8") and not harmonic:
         raise ValueError(
-            "no exact map from e2cnn to the hand-written p8 layers: e2cnn's 45° kernel copies are "
-            "interpolated (its basis is sampled off-grid), the hand-written ones are square-ring "
-            "pixel permutations; only p4 and p4m layers can be loaded"
+            "no exact map from e2cnn to the ring-rotation p8 layers: e2cnn's 45° kernel copies "
+            "are its basis turned off-grid, the ring layer's are square-ring pixel permutations; "
+            "build the layer with rotation='harmonic' (e2cnn's basis) to load e2cnn's p8 weights"
+        )
+    if harmonic and (layer.dilation, ref.dilation) != (1, 1):
+        raise ValueError(
+            f"harmonic p8 layers match e2cnn at dilation 1 only (e2cnn samples its basis at "
+            f"dilated offsets), got dilation {layer.dilation} (layer) and {ref.dilation} (ref)"
         )
     mine = (layer.group.name, layer.lifting, layer.in_channels, layer.out_channels,
             layer.kernel_size, layer.bias is not None)
@@ -281,12 +296,17 @@ def load_from_e2cnn(
 
     n = layer.group_order
     filt, bias = ref.conv.expand_parameters()
-    layer.weight.copy_(filt[::n].reshape(layer.weight.shape))
+    k = layer.kernel_size
+    base = filt[::n].reshape(*layer.weight.shape[:2], *([] if layer.lifting else [n]), k, k)
+    if isinstance(layer, (HarmonicP8LiftConv, HarmonicP8Conv)):  # e2cnn's basis: coefficients
+        layer.weight.copy_(layer.coefficients_of(base))
+    else:
+        layer.weight.copy_(base)
     if layer.bias is not None:
         assert bias is not None
         layer.bias.copy_(bias[::n])
     if check:
-        tol = 1e-5 if torch.finfo(filt.dtype).bits <= 32 else 1e-12
+        tol = 1e-5 if harmonic or torch.finfo(filt.dtype).bits <= 32 else 1e-12
         bank = layer.expand_filter().to(filt)
         err = float((bank - filt).abs().max() / filt.abs().max().clamp_min(1e-30))
         if err > tol:

@@ -97,6 +97,7 @@ def test_equivariance_script(tmp_path):
     payload = eq.main([
         "--out", str(tmp_path), "--inputs", "2", "--stencils", "3", "--size", "9",
         "--rot-size", "33", "--bands", "8", "white", "--threads", "1",
+        "--rot-kernel-sizes", "5", "--rot-seeds", "1",
     ])
     data = json.loads((tmp_path / "equivariance.json").read_text())
     assert (tmp_path / "equivariance.png").stat().st_size > 0
@@ -104,7 +105,7 @@ def test_equivariance_script(tmp_path):
     assert data["args"]["threads"] == 1 and payload["args"]["threads"] == 1
 
     exact = data["exact"]
-    assert len(exact) == 6 * 2 * 2  # layers × implementations × dtypes
+    assert len(exact) == (6 * 2 + 2) * 2  # (layers × implementations + harmonic p8) × dtypes
     for row in exact:
         tol = 1e-5 if row["dtype"] == "float32" else 1e-12
         assert row["max_exact"] < tol, row
@@ -116,17 +117,25 @@ def test_equivariance_script(tmp_path):
             assert row["max_ring"] is None
 
     rot = data["rot45"]
-    assert {(r["layer"], r["impl"]) for r in rot} == {
-        ("P8LiftConv", "hand"), ("P8LiftConv", "e2cnn"), ("P8Conv", "hand"), ("P8Conv", "e2cnn")}
+    impls = ("hand", "harmonic", "e2cnn", "harmonic=e2cnn")
+    assert {(r["layer"], r["impl"], r["kernel_size"]) for r in rot} == {
+        (layer, impl, 5) for layer in ("P8LiftConv", "P8Conv") for impl in impls}
     for r in rot:
-        assert 0 <= r["floor_in_mean"] and 0 < r["interp45_mean"] < 2 and r["ring45_mean"] > 0
+        assert 0 <= r["floor_in_mean"] and 0 < r["interp45_mean"] < 2
         if r["band_wavelength"] == 8:  # smooth: the interpolation floor is well below
             assert r["floor_in_mean"] < 1e-2 and r["floor_in_mean"] < r["interp45_mean"]
     smooth = {(r["layer"], r["impl"]): r["interp45_mean"] for r in rot
               if r["band_wavelength"] == 8}
-    for layer in ("P8LiftConv", "P8Conv"):  # e2cnn's interpolated filters win on smooth images
-        assert smooth[(layer, "e2cnn")] < smooth[(layer, "hand")]
+    for layer in ("P8LiftConv", "P8Conv"):  # band-limited filters win on smooth images
+        assert smooth[(layer, "e2cnn")] < 0.2 * smooth[(layer, "hand")]
+        assert smooth[(layer, "harmonic")] < 0.2 * smooth[(layer, "hand")]
+        # with e2cnn's weights the harmonic layer is e2cnn's layer
+        assert smooth[(layer, "harmonic=e2cnn")] == pytest.approx(smooth[(layer, "e2cnn")],
+                                                                   rel=1e-4)
+    same = data["targets"]["harmonic ≤ e2cnn at 45°, smooth images, k = 5, 7, 9 (same weights)"]
+    assert same["met"] and len(same["ratios"]) == 2
 
+    assert {r["impl"] for r in data["stencil"]} == {"hand", "harmonic", "e2cnn"}
     for r in data["stencil"]:  # exact by design for the ring-rotation layers
         tol = 1e-5 if r["dtype"] == "float32" else 1e-12
         assert r["rot90_max"] < tol
@@ -142,6 +151,11 @@ def check_speed_payload(data, devices, layers):
     runs = data["runs"]
     assert {(r["device"], r["layer"]) for r in runs} == {(d, n) for d in devices for n in layers}
     for r in runs:
+        p8 = r["layer"].startswith("P8")
+        assert ("harmonic fwd+bwd" in r["timings"]) == p8  # the band-limited p8 variant
+        if p8:
+            assert 0 < r["ratios"]["harmonic/floor fwd+bwd"]["median"] < math.inf
+            assert r["params_harmonic"] < r["params_hand"]
         for name in ("floor", "hand", "e2cnn"):
             for mode in ("fwd+bwd", "fwd", "eval"):
                 t = r["timings"][f"{name} {mode}"]
@@ -152,6 +166,7 @@ def check_speed_payload(data, devices, layers):
         assert r["bank"][0] == r["output"][1] * r["output"][2]
     for c in data["construction"]:
         assert c["hand"]["median"] > 0 and c["e2cnn"]["median"] > 0
+        assert ("harmonic" in c) == c["layer"].startswith("P8")
     assert any(k.startswith("construction") for k in data["targets"])
 
 

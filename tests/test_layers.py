@@ -10,9 +10,11 @@ from conftest import devices
 from gzoo.equivariance import equivariance_errors
 from gzoo.groups import C4, C8, D4
 from gzoo.layers import (
+    HARMONIC_LAYERS,
     LAYERS,
     GroupBatchNorm,
     GroupPool,
+    HarmonicP8Conv,
     P4Conv,
     P4LiftConv,
     P4MConv,
@@ -24,6 +26,9 @@ from gzoo.layers import (
 
 TOL = {torch.float32: 1e-5, torch.float64: 1e-12}
 IDS = [c.__name__ for c in LAYERS]
+# every layer class, the band-limited p8 variants (rotation="harmonic") included
+ALL = LAYERS + HARMONIC_LAYERS
+ALL_IDS = [c.__name__ for c in ALL]
 
 
 def make_input(layer, size, dtype=torch.float64, batch=2, device="cpu"):
@@ -36,7 +41,7 @@ def errors(layer, x, elements=None):
     return equivariance_errors(layer, x, layer.group, kind, "group", elements)
 
 
-@pytest.mark.parametrize("cls", LAYERS, ids=IDS)
+@pytest.mark.parametrize("cls", ALL, ids=ALL_IDS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("k", [1, 3, 5])
 @pytest.mark.parametrize("padding_mode", ["zeros", "circular"])
@@ -53,7 +58,7 @@ def test_equivariance_every_element(cls, dtype, k, padding_mode, size, dilation)
     assert max(errs.values()) <= TOL[dtype], errs
 
 
-@pytest.mark.parametrize("cls", LAYERS, ids=IDS)
+@pytest.mark.parametrize("cls", ALL, ids=ALL_IDS)
 @pytest.mark.parametrize("device", devices())
 def test_equivariance_device_and_zero_padding_valid(cls, device):
     layer = cls(3, 2, 3).to(device)  # padding 0 ("valid") is exactly equivariant too
@@ -173,7 +178,7 @@ def test_shapes_params_and_bank(cls):
     assert "kernel_size=3" in repr(layer)
 
 
-@pytest.mark.parametrize("cls", LAYERS, ids=IDS)
+@pytest.mark.parametrize("cls", ALL, ids=ALL_IDS)
 @pytest.mark.parametrize("padding_mode", ["zeros", "circular", "reflect", "replicate"])
 def test_export_matches(cls, padding_mode):
     layer = cls(2, 3, 3, padding=1, padding_mode=padding_mode).double()
@@ -221,7 +226,7 @@ def test_training_step_changes_output():
     assert not torch.allclose(layer(x), before)
 
 
-@pytest.mark.parametrize("cls", [P4Conv, P8LiftConv], ids=lambda c: c.__name__)
+@pytest.mark.parametrize("cls", [P4Conv, P8LiftConv, HarmonicP8Conv], ids=lambda c: c.__name__)
 def test_torchscript_and_trace(cls):
     layer = cls(2, 3, 3, padding=1).eval()
     x = make_input(layer, (6, 6), torch.float32)

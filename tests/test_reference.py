@@ -1,5 +1,6 @@
 """e2cnn reference layers: the numpy-2 patch, e2cnn's conventions, exact parity with the
-hand-written p4/p4m layers, equivariance of all six twins, parameter counts and API."""
+hand-written p4/p4m layers and the harmonic p8 layers, equivariance of all six twins, parameter
+counts and API."""
 
 import copy
 import inspect
@@ -14,7 +15,7 @@ from e2cnn import nn as enn
 from conftest import CUDA, devices
 from gzoo.equivariance import equivariance_errors
 from gzoo.groups import C4, C8, D4
-from gzoo.layers import LAYERS, P4Conv, P4LiftConv, P4MConv, P8Conv
+from gzoo.layers import HARMONIC_LAYERS, LAYERS, P4Conv, P4LiftConv, P4MConv, P8Conv
 from gzoo.layers.reference import (
     E2CNN_PATCHES,
     REFERENCE_LAYERS,
@@ -24,6 +25,7 @@ from gzoo.layers.reference import (
     E2P4MConv,
     E2P4MLiftConv,
     E2P8Conv,
+    E2P8LiftConv,
     E2Reference,
     load_from_e2cnn,
     param_count,
@@ -31,6 +33,7 @@ from gzoo.layers.reference import (
 )
 
 PARITY_TOL = {torch.float32: 1e-6, torch.float64: 1e-12}
+HARMONIC_PARITY_TOL = 5e-6
 EQUIV_TOL = {torch.float32: 1e-5, torch.float64: 1e-12}
 IDS = [c.__name__ for c in REFERENCE_LAYERS]
 EXACT = [c for c in REFERENCE_LAYERS if c.GROUP is not C8]
@@ -50,15 +53,18 @@ def randomize(ref):
 
 
 def twin_pair(ref_cls, k=3, padding_mode="zeros", dtype=torch.float64, device="cpu", cin=2):
-    """An e2cnn layer with random weights and its hand-written twin loaded from it."""
+    """An e2cnn layer with random weights and its hand-written twin loaded from it (for p8 the
+    harmonic layer: the ring layer has no exact map)."""
     kw = {"padding": (k - 1) // 2, "padding_mode": padding_mode}
+    kw_hand = kw | ({"rotation": "harmonic"} if ref_cls.GROUP is C8 else {})
     ref = randomize(ref_cls(cin, 3, k, **kw)).to(device=device, dtype=dtype)
-    hand = ref_cls.TWIN(cin, 3, k, **kw).to(device=device, dtype=dtype)
+    hand = ref_cls.TWIN(cin, 3, k, **kw_hand).to(device=device, dtype=dtype)
     return load_from_e2cnn(hand, ref), ref
 
 
-def assert_parity(a, b, dtype):
-    tol = PARITY_TOL[dtype]
+def assert_parity(a, b, dtype, group=None):
+    # harmonic p8: e2cnn samples its basis in float32 (torch's default dtype), so ~1e-7 in both
+    tol = HARMONIC_PARITY_TOL if group is C8 else PARITY_TOL[dtype]
     torch.testing.assert_close(a, b, rtol=tol, atol=tol * float(b.detach().abs().max()))
 
 
@@ -128,18 +134,47 @@ def test_gzoo_actions_are_e2cnn_transform(group, gspace):
 @pytest.mark.parametrize("k", [1, 3, 5])
 @pytest.mark.parametrize("padding_mode", ["zeros", "circular"])
 def test_parity_with_hand_written(ref_cls, dtype, k, padding_mode):
-    if ref_cls.GROUP is C8:
-        with pytest.raises(ValueError, match="interpolated"):
-            twin_pair(ref_cls, k, padding_mode, dtype)
-        return
+    """p4, p4m: the pixel layers; p8: the harmonic layers (e2cnn's basis), 45° rows included."""
     hand, ref = twin_pair(ref_cls, k, padding_mode, dtype)
-    assert_parity(hand.expand_filter(), ref.expand_filter(), dtype)  # bit-exact on CPU in f32
+    g = ref_cls.GROUP
+    assert_parity(hand.expand_filter(), ref.expand_filter(), dtype, g)  # p4/p4m: bit-exact f32
     x = make_input(hand, (10, 11), dtype)
-    assert_parity(hand(x), ref(x), dtype)
+    assert_parity(hand(x), ref(x), dtype, g)
     hand.eval()
     ref.eval()
     with torch.no_grad():  # the eval caches
-        assert_parity(hand(x), ref(x), dtype)
+        assert_parity(hand(x), ref(x), dtype, g)
+
+
+P8_REFS = [E2P8LiftConv, E2P8Conv]
+
+
+@pytest.mark.parametrize("ref_cls", P8_REFS, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("k", [3, 5, 7, 9])
+def test_harmonic_parity_to_float64_precision(ref_cls, k):
+    """With e2cnn's basis sampled in float64 the harmonic layer reproduces e2cnn's whole C8 bank to
+    float64 rounding: the two parameterisations are the same kernel space."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)  # e2cnn samples its basis in the default dtype
+    try:
+        ref = randomize(ref_cls(2, 3, k, padding=k // 2))
+    finally:
+        torch.set_default_dtype(old)
+    hand = ref_cls.TWIN(2, 3, k, padding=k // 2, rotation="harmonic", dtype=torch.float64)
+    load_from_e2cnn(hand, ref)
+    assert hand.weight.numel() + 3 == param_count(ref)  # same number of coefficients
+    assert_parity(hand.expand_filter(), ref.expand_filter(), torch.float64)
+    x = make_input(hand, (11, 11))
+    assert_parity(hand(x), ref(x), torch.float64)
+
+
+@pytest.mark.parametrize("ref_cls", P8_REFS, ids=lambda c: c.__name__)
+def test_p8_ring_layer_cannot_load_e2cnn(ref_cls):
+    with pytest.raises(ValueError, match="rotation='harmonic'"):
+        load_from_e2cnn(ref_cls.TWIN(2, 3, 3), ref_cls(2, 3, 3))
+    with pytest.raises(ValueError, match="dilation 1"):
+        load_from_e2cnn(ref_cls.TWIN(2, 3, 3, dilation=2, rotation="harmonic"),
+                        ref_cls(2, 3, 3, dilation=2))
 
 
 @pytest.mark.parametrize("ref_cls", EXACT, ids=[c.__name__ for c in EXACT])
@@ -182,6 +217,8 @@ def test_load_rejects_mismatch():
         load_from_e2cnn(P4LiftConv(2, 3, 3, bias=False), E2P4LiftConv(2, 3, 3))
     with pytest.raises(ValueError, match="p8"):
         load_from_e2cnn(P8Conv(2, 3, 3), E2P8Conv(2, 3, 3))
+    with pytest.raises(ValueError, match="does not match"):
+        load_from_e2cnn(P8Conv(2, 3, 5, rotation="harmonic"), E2P8Conv(2, 3, 3))
     with pytest.raises(TypeError):
         load_from_e2cnn(E2P4Conv(2, 3, 3), E2P4Conv(2, 3, 3))
 
@@ -232,7 +269,9 @@ def test_same_constructor_and_mapping():
     assert set(REFERENCE_OF) == set(LAYERS)
     for hand_cls, ref_cls in REFERENCE_OF.items():
         assert ref_cls.TWIN is hand_cls and ref_cls.GROUP is hand_cls.GROUP
-        assert inspect.signature(ref_cls).parameters.keys() == (
+        # the same arguments; p8 layers also take rotation= ("ring" or "harmonic")
+        extra = {"rotation"} if hand_cls.GROUP is C8 else set()
+        assert inspect.signature(ref_cls).parameters.keys() | extra == (
             inspect.signature(hand_cls).parameters.keys())
     ref = E2P4MConv(2, 3, (3, 3), padding="same", dilation=2, padding_mode="reflect",
                     dtype=torch.float64)
@@ -338,7 +377,7 @@ def _write(layer, other, how):
 
 WRITES = ["weight.data.zero_()", "bias.data.add_()", "weight.data = ...", "copy_",
           "load_state_dict", "SGD step (foreach)", "Adam step (fused)", ".double()"]
-BOTH = [*LAYERS, *REFERENCE_LAYERS]
+BOTH = [*LAYERS, *HARMONIC_LAYERS, *REFERENCE_LAYERS]  # harmonic p8: an eval cache, as e2cnn
 
 
 @pytest.mark.parametrize("cls", BOTH, ids=[c.__name__ for c in BOTH])

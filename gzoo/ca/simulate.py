@@ -15,6 +15,11 @@ Every other rule (isotropic, MAP): the 3×3 block around each cell is read as it
 (:func:`gzoo.ca.stencil.pattern_index`, nine rolls) and looked up in the rule's 512-entry table,
 ``x'[i, j] = table[index[i, j]]``.
 
+Two backends compute the same steps: ``"bytes"`` (the above, one byte per cell: the reference)
+and ``"bits"`` (:mod:`gzoo.ca.bitslice`: 64 cells per word, bitwise adders and compiled rule
+circuits). ``backend="auto"`` (the default) runs bit-sliced from :data:`BITS_MIN_CELLS` cells
+on, where it is measured faster (``benchmarks/simulate.py``).
+
 ``B0`` rules are run literally: an empty torus turns fully alive and the background strobes
 (Golly runs them differently; see :mod:`gzoo.ca.rule`).
 """
@@ -25,10 +30,27 @@ from functools import lru_cache
 
 import torch
 
+from .bitslice import BitBoards
 from .rule import Rule
 from .stencil import NEIGHBOURHOODS, pattern_index
 
-__all__ = ["as_uint8_boards", "class_index", "neighbour_counts", "simulate", "step"]
+__all__ = [
+    "BACKENDS",
+    "BITS_MIN_CELLS",
+    "as_uint8_boards",
+    "class_index",
+    "neighbour_counts",
+    "simulate",
+    "step",
+]
+
+#: ``backend=`` values of :func:`step` and :func:`simulate`.
+BACKENDS = ("auto", "bytes", "bits")
+#: From how many cells in a call (all boards together) ``backend="auto"`` runs bit-sliced, for
+#: B/S(V) rules (``"counts"``: bitwise adders) and every other rule (``"table"``: the rule's
+#: circuit): the crossovers of one :func:`step` call, packing included, measured by
+#: ``benchmarks/simulate.py --crossover`` (1 CPU thread; ``simulate`` packs once and gains sooner).
+BITS_MIN_CELLS = {"counts": 1 << 20, "table": 1 << 16}
 
 _INT_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
@@ -66,6 +88,10 @@ def as_uint8_boards(
             f"{name} must be bool, an integer or a float dtype holding 0/1, got dtype {dtype}"
         )
     if boards.numel():
+        if dtype in _INT_DTYPES:  # a reduction: no board-sized temporaries on the good path
+            low, high = torch.aminmax(boards)
+            if low >= 0 and high <= 1:
+                return boards if dtype == torch.uint8 else boards.to(torch.uint8)
         bad = (boards != 0) & (boards != 1)
         if bool(bad.any()):
             value = boards[bad].flatten()[0].item()
@@ -114,11 +140,23 @@ def _table(table: int, device: torch.device) -> torch.Tensor:
 
 
 def _step_u8(x: torch.Tensor, rule: Rule) -> torch.Tensor:
-    """One step on validated uint8 boards; returns an integer tensor of 0/1."""
+    """One byte-path step on validated uint8 boards; returns an integer tensor of 0/1."""
     if rule.is_outer_totalistic:
         k = _class_index(x, rule.neighbourhood)
         return torch.bitwise_right_shift(rule.table_bits, k.to(torch.int32)).bitwise_and_(1)
-    return _table(rule.table, x.device)[pattern_index(x)]  # x' = table[pattern index]
+    index = pattern_index(x)  # x' = table[pattern index]
+    return _table(rule.table, x.device).index_select(0, index.view(-1).int()).view(x.shape)
+
+
+def _use_bits(backend: object, x: torch.Tensor, rule: Rule) -> bool:
+    """Whether ``backend`` (checked) runs ``x`` bit-sliced."""
+    if not isinstance(backend, str):
+        raise TypeError(f"backend must be a str, one of {BACKENDS}, got {type(backend).__name__}")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "auto":
+        return x.numel() >= BITS_MIN_CELLS["counts" if rule.is_outer_totalistic else "table"]
+    return backend == "bits"
 
 
 def _restore(y: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -144,21 +182,27 @@ def class_index(boards: torch.Tensor, neighbourhood: str | Rule = "moore") -> to
     return _class_index(as_uint8_boards(boards), _neighbourhood_of(neighbourhood))
 
 
-def step(boards: torch.Tensor, rule: Rule | str) -> torch.Tensor:
+def step(boards: torch.Tensor, rule: Rule | str, *, backend: str = "auto") -> torch.Tensor:
     """Advance ``[H, W]`` or ``[B, H, W]`` boards by one step of ``rule`` on the torus.
 
     Boards may be bool, integer or float tensors holding only 0/1, on any device; the result
-    has the same shape, dtype and device.
+    has the same shape, dtype and device. ``backend`` is ``"auto"``, ``"bytes"`` or ``"bits"``
+    (module docstring); all give the same result.
     """
     rule = Rule.parse(rule)
     x = as_uint8_boards(boards)
+    if _use_bits(backend, x, rule):
+        return BitBoards._from_uint8(x, tuple(x.shape)).step(rule).unpack(boards.dtype)
     return _restore(_step_u8(x, rule), boards.dtype)
 
 
-def simulate(board: torch.Tensor, rule: Rule | str, steps: int) -> torch.Tensor:
+def simulate(
+    board: torch.Tensor, rule: Rule | str, steps: int, *, backend: str = "auto"
+) -> torch.Tensor:
     """History ``[steps + 1, H, W]`` (or ``[steps + 1, B, H, W]``) with ``board`` at index 0.
 
-    Same layout as pyseagull's ``Simulator.get_history()``; dtype and device follow ``board``.
+    Same layout as pyseagull's ``Simulator.get_history()``; dtype and device follow ``board``;
+    ``backend`` as in :func:`step`.
     """
     rule = Rule.parse(rule)
     if isinstance(steps, bool) or not isinstance(steps, int):
@@ -168,6 +212,11 @@ def simulate(board: torch.Tensor, rule: Rule | str, steps: int) -> torch.Tensor:
     x = as_uint8_boards(board)
     hist = torch.empty((steps + 1, *x.shape), dtype=board.dtype, device=board.device)
     hist[0] = board
+    if _use_bits(backend, x, rule):
+        packed = BitBoards._from_uint8(x, tuple(x.shape))
+        for t, state in enumerate(packed._evolve(rule, steps), start=1):
+            state.unpack(out=hist[t])
+        return hist
     for t in range(steps):
         y = _step_u8(x, rule)
         hist[t + 1] = y  # casts int32 0/1 into the history dtype

@@ -92,15 +92,16 @@ def all_patterns(device: torch.device | str | None = None) -> Tensor:
 
 
 def pattern_index(x: Tensor) -> Tensor:
-    """The pattern index of every cell's 3×3 block on the torus, int64, same shape as ``x``.
+    """The pattern index of every cell's 3×3 block on the torus, int16, same shape as ``x``.
 
-    ``x`` is a ``uint8`` 0/1 board ``[..., H, W]``: ``index = Σ_{r,c} x[i+r−1, j+c−1] · 2^(3r+c)``.
+    ``x`` is a ``uint8`` 0/1 board ``[..., H, W]``: ``index = Σ_{r,c} x[i+r−1, j+c−1] · 2^(3r+c)``
+    (nine rolls; 9 bits fit an int16, which keeps the working set small).
     """
-    out = torch.zeros(x.shape, dtype=torch.int64, device=x.device)
+    out = torch.zeros(x.shape, dtype=torch.int16, device=x.device)
     for bit in range(9):
         dr, dc = bit // 3 - 1, bit % 3 - 1
         # cell (i + dr, j + dc) lands on (i, j) when the board is rolled by (−dr, −dc)
-        out |= x.roll((-dr, -dc), (-2, -1)).to(torch.int64) << bit
+        out.bitwise_or_(x.roll((-dr, -dc), (-2, -1)).to(torch.int16).bitwise_left_shift_(bit))
     return out
 
 
