@@ -158,3 +158,11 @@ def test_constructor_validates():
         Rule({3}, {2}, "hex")  # type: ignore[arg-type]
     with pytest.raises(RuleError, match="set of neighbour counts"):
         Rule("3", {2})  # type: ignore[arg-type]
+
+
+def test_long_input_is_quoted_shortly():
+    text = "B3/S23" + "x" * 12000
+    with pytest.raises(RuleError) as info:
+        Rule.parse(text)
+    msg = str(info.value)
+    assert len(msg) < 400 and "'B3/S23xxx" in msg and "12008 characters" in msg

@@ -59,7 +59,10 @@ class RuleError(ValueError):
 
 
 def _fail(text: object, what: str) -> RuleError:
-    return RuleError(f"invalid rule {text!r}: {what}")
+    quoted = repr(text)
+    if len(quoted) > 120:  # a pasted file is named, not echoed whole
+        quoted = f"{quoted[:80]}… ({len(quoted)} characters)"
+    return RuleError(f"invalid rule {quoted}: {what}")
 
 
 @dataclass(frozen=True)
