@@ -58,11 +58,14 @@ class RuleError(ValueError):
     """A rule string (or rule value) that gzoo cannot read; the message quotes the input."""
 
 
+def _short(value: object) -> str:
+    """``repr(value)``, cut short for long inputs (a pasted file is named, not echoed whole)."""
+    quoted = repr(value)
+    return quoted if len(quoted) <= 120 else f"{quoted[:80]}… ({len(quoted)} characters)"
+
+
 def _fail(text: object, what: str) -> RuleError:
-    quoted = repr(text)
-    if len(quoted) > 120:  # a pasted file is named, not echoed whole
-        quoted = f"{quoted[:80]}… ({len(quoted)} characters)"
-    return RuleError(f"invalid rule {quoted}: {what}")
+    return RuleError(f"invalid rule {_short(text)}: {what}")
 
 
 @dataclass(frozen=True)
@@ -410,7 +413,7 @@ def _diagnose(text: str) -> str:
     m = re.fullmatch(r"B[0-9\-" + _LETTERS.upper() + r"]*[/_]?S?[0-9\-" + _LETTERS.upper()
                      + r"]*(.*)", up)
     if m and m.group(1):
-        return f"unexpected trailing text {text[len(text) - len(m.group(1)):]!r}; {_EXAMPLES}"
+        return f"unexpected trailing text {_short(text[len(text) - len(m.group(1)):])}; {_EXAMPLES}"
     return _EXAMPLES
 
 
