@@ -169,6 +169,21 @@ def words_to_int(words: torch.Tensor, n: int) -> int:
     return value & ((1 << (1 << n)) - 1)
 
 
+@pytest.mark.parametrize(("batch", "height", "width"),
+                         [(64, 64, 64), (100, 7, 9), (130, 5, 1), (64, 1, 1), (200, 3, 33)])
+def test_batch_layout_matches_bytes_for_every_rule_kind(batch, height, width):
+    g = torch.Generator().manual_seed(batch + width)
+    x = (torch.rand(batch, height, width, generator=g) < 0.4).to(torch.uint8)
+    packed = BitBoards.pack(x)
+    assert packed.batch_layout and packed.words.shape[0] == -(-batch // 64)
+    assert torch.equal(packed.unpack(torch.uint8), x)
+    table = Rule.from_table(random.Random(batch).getrandbits(512))
+    for rule in ("B3/S23", "B13/S012V", "B0/S8", "B3/S2-i34q", table):
+        got = packed.step(rule, 3).unpack(torch.uint8)
+        assert torch.equal(got, simulate(x, rule, 3, backend="bytes")[3]), str(rule)
+    assert not BitBoards.pack(x[:63]).batch_layout  # fewer boards than bits in a word
+
+
 @pytest.mark.parametrize("n", [1, 2, 3, 5, 9])
 def test_compiled_circuits_compute_their_tables(n):
     rng = random.Random(n)

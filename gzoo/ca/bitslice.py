@@ -9,6 +9,13 @@ row ``H`` and row ``H + 1`` row ``1``; word ``0`` has the west neighbour of colu
 cell ``W − 1``). Bits above ``r`` are don't-cares: a bit-plane operation is bitwise, so they only
 ever influence themselves and are never read back into the board.
 
+**Batch layout.** Many small boards (``B ≥ 64`` and ``⌈B/64⌉(W + 2) < B(⌈W/64⌉ + 2)``, e.g.
+64 boards of 64²) are packed across the batch instead: bit ``k`` of word ``(g, i, j)`` is cell
+``(i, j)`` of board ``64g + k``, ``int64 [⌈B/64⌉, H + 2, W + 2]`` with the halo repeating the
+opposite row and column. The neighbour planes are then plain shifted views (no bit shifts),
+and the steps below are the same; bits of the missing boards ``B..64⌈B/64⌉ − 1`` are
+don't-cares.
+
 **Neighbour planes.** With ``c`` the words of a row, ``p``/``q`` the words west/east of them,
 
     west[j] = x[j − 1]:  west = (c << 1) | (p >>> 63)
@@ -409,6 +416,14 @@ def _west_east(s: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return west, c, east
 
 
+def _west_east_batch(s: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The same planes in the batch layout: the words west/east of a cell are its neighbours."""
+    return s[..., :-2], s[..., 1:-1], s[..., 2:]
+
+
+WestEast = Callable[[Tensor], tuple[Tensor, Tensor, Tensor]]
+
+
 def _full_add(a: Tensor, b: Tensor, c: Tensor) -> Tensor:
     """``a + b + c = s + 2k`` as one new tensor ``[2, *shape]`` = ``(s, k)``:
     ``s = a ⊕ b ⊕ c``, ``k = ab ∨ c(a ⊕ b)``."""
@@ -419,8 +434,8 @@ def _full_add(a: Tensor, b: Tensor, c: Tensor) -> Tensor:
     return sk
 
 
-def _step_moore(s: Tensor, out: Tensor, circuit: Circuit) -> None:
-    west, c, east = _west_east(s)
+def _step_moore(s: Tensor, out: Tensor, circuit: Circuit, planes: WestEast) -> None:
+    west, c, east = planes(s)
     h = _full_add(west, c, east)  # per row, one halo row each side: west + c + east = h₀ + 2h₁
     del west, east
     # both planes over three rows at once: Σ_rows h_i = v[0, i] + 2 v[1, i]
@@ -435,8 +450,8 @@ def _step_moore(s: Tensor, out: Tensor, circuit: Circuit) -> None:
     circuit([c[:, 1:-1], t0, t1, t2, t3], out)
 
 
-def _step_von_neumann(s: Tensor, out: Tensor, circuit: Circuit) -> None:
-    west, x, east = _west_east(s[:, 1:-1])
+def _step_von_neumann(s: Tensor, out: Tensor, circuit: Circuit, planes: WestEast) -> None:
+    west, x, east = planes(s[:, 1:-1])
     c = s[..., 1:-1]
     s1, k1 = _full_add(c[:, :-2], c[:, 2:], x)  # up + down + x = s1 + 2k1
     t0, k2 = _full_add(west, east, s1)  # west + east + s1 = T₀ + 2k2
@@ -444,11 +459,11 @@ def _step_von_neumann(s: Tensor, out: Tensor, circuit: Circuit) -> None:
     circuit([x, t0, k1 ^ k2, k1.bitwise_and_(k2)], out)  # T = T₀ + 2(k1 + k2)
 
 
-def _step_table(s: Tensor, out: Tensor, circuit: Circuit) -> None:
-    planes = _west_east(s)
+def _step_table(s: Tensor, out: Tensor, circuit: Circuit, planes: WestEast) -> None:
+    wce = planes(s)
     rows = out.shape[-2]
     # input 3r + c = cell (r, c) of the 3×3 pattern: row offset r − 1, column offset c − 1
-    inputs = [planes[c][:, r : r + rows] for r in range(3) for c in range(3)]
+    inputs = [wce[c][:, r : r + rows] for r in range(3) for c in range(3)]
     circuit(inputs, out)
 
 
@@ -472,8 +487,15 @@ def _chunks(
             yield b, b + 1, r0, min(height, r0 + rows)
 
 
-def _fill_halo(p: Tensor, width: int) -> None:
-    """Refresh the torus halo of packed boards ``p [B, H + 2, nw + 2]`` (module docstring)."""
+def _fill_halo(p: Tensor, width: int, batch_layout: bool = False) -> None:
+    """Refresh the torus halo of packed boards ``p [B, H + 2, nw + 2]`` (module docstring), or of
+    the batch layout ``p [⌈B/64⌉, H + 2, W + 2]``."""
+    if batch_layout:
+        p[:, 1:-1, 0] = p[:, 1:-1, -2]
+        p[:, 1:-1, -1] = p[:, 1:-1, 1]
+        p[:, 0] = p[:, -2]
+        p[:, -1] = p[:, 1]
+        return
     nw = p.shape[-1] - 2
     r = width - 64 * (nw - 1)  # valid bits in the last word, 1..64
     rows = p[:, 1:-1]
@@ -485,14 +507,16 @@ def _fill_halo(p: Tensor, width: int) -> None:
     p[:, -1] = p[:, 1]
 
 
-def _step_words(src: Tensor, dst: Tensor, program: _Program, width: int) -> None:
+def _step_words(src: Tensor, dst: Tensor, program: _Program, width: int,
+                batch_layout: bool = False) -> None:
     """``dst`` ← one step of ``src`` (packed boards with filled halos), halo included."""
     batch, height, nw = src.shape[0], src.shape[1] - 2, src.shape[2] - 2
     target = _CUDA_CHUNK_WORDS if src.device.type == "cuda" else CHUNK_WORDS
     fn = _STEPS[program.inputs]
+    planes = _west_east_batch if batch_layout else _west_east
     for b0, b1, r0, r1 in _chunks(batch, height, nw, target, halo=2):
-        fn(src[b0:b1, r0 : r1 + 2], dst[b0:b1, r0 + 1 : r1 + 1, 1:-1], program.circuit)
-    _fill_halo(dst, width)
+        fn(src[b0:b1, r0 : r1 + 2], dst[b0:b1, r0 + 1 : r1 + 1, 1:-1], program.circuit, planes)
+    _fill_halo(dst, width, batch_layout)
 
 
 # ====================================================================== packing
@@ -537,14 +561,17 @@ class BitBoards:
     ``BitBoards.pack(boards)`` packs ``[H, W]``/``[B, H, W]`` boards (bool, integer or float 0/1,
     any device); :meth:`step` advances them by a rule (a :class:`Rule` of any family or a rule
     string); :meth:`unpack` returns ordinary boards. ``words`` is the packed tensor
-    ``int64 [B, H + 2, ⌈W/64⌉ + 2]`` with its halo; ``shape`` the unpacked shape.
+    ``int64 [B, H + 2, ⌈W/64⌉ + 2]`` with its halo (or, with ``batch_layout``, ``int64
+    [⌈B/64⌉, H + 2, W + 2]``: one bit per board, see the module docstring); ``shape`` the
+    unpacked shape.
     """
 
-    __slots__ = ("shape", "words")
+    __slots__ = ("batch_layout", "shape", "words")
 
-    def __init__(self, words: Tensor, shape: tuple[int, ...]) -> None:
+    def __init__(self, words: Tensor, shape: tuple[int, ...], batch_layout: bool = False) -> None:
         self.words = words
         self.shape = tuple(shape)
+        self.batch_layout = batch_layout
 
     @classmethod
     def pack(cls, boards: Tensor) -> BitBoards:
@@ -553,10 +580,26 @@ class BitBoards:
 
         return cls._from_uint8(as_uint8_boards(boards), tuple(boards.shape))
 
+    @staticmethod
+    def prefers_batch_layout(batch: int, width: int) -> bool:
+        """Whether packing across the batch takes fewer words than packing along rows."""
+        return batch >= 64 and -(-batch // 64) * (width + 2) < batch * (-(-width // 64) + 2)
+
     @classmethod
     def _from_uint8(cls, x: Tensor, shape: tuple[int, ...]) -> BitBoards:
         x3 = x if x.dim() == 3 else x[None]
         batch, height, width = x3.shape
+        if cls.prefers_batch_layout(batch, width):
+            # pack each cell's column of boards: [H, W, B] along its last axis → [H, W, ⌈B/64⌉]
+            ng = -(-batch // 64)
+            words = torch.empty((ng, height + 2, width + 2), dtype=torch.int64, device=x.device)
+            across = x3.permute(1, 2, 0)
+            packed = torch.empty((height, width, ng), dtype=torch.int64, device=x.device)
+            for _, _, r0, r1 in _chunks(1, height, width * batch, _IO_CHUNK_CELLS):
+                _pack(across[r0:r1].contiguous(), packed[r0:r1])
+            words[:, 1:-1, 1:-1] = packed.permute(2, 0, 1)
+            _fill_halo(words, width, batch_layout=True)
+            return cls(words, shape, batch_layout=True)
         nw = -(-width // 64)
         words = torch.empty((batch, height + 2, nw + 2), dtype=torch.int64, device=x.device)
         for b0, b1, r0, r1 in _chunks(batch, height, width, _IO_CHUNK_CELLS):
@@ -575,7 +618,8 @@ class BitBoards:
     def step(self, rule: Rule | str, steps: int = 1) -> BitBoards:
         """``steps`` steps of ``rule`` (new boards; ``self`` is unchanged)."""
         steps = check_int("steps", steps, minimum=0)
-        state = BitBoards(self.words.clone(), self.shape) if steps == 0 else self
+        state = (BitBoards(self.words.clone(), self.shape, self.batch_layout) if steps == 0
+                 else self)
         for state in self._evolve(rule, steps):  # noqa: B007 (the last state is the result)
             pass
         return state
@@ -586,8 +630,8 @@ class BitBoards:
         src, spare = self.words, None
         for _ in range(steps):
             dst = torch.empty_like(src) if spare is None else spare
-            _step_words(src, dst, program, self.width)
-            yield BitBoards(dst, self.shape)
+            _step_words(src, dst, program, self.width, self.batch_layout)
+            yield BitBoards(dst, self.shape, self.batch_layout)
             spare = None if src is self.words else src
             src = dst
 
@@ -599,6 +643,14 @@ class BitBoards:
             raise ValueError(f"out must have shape {self.shape}, got {tuple(out.shape)}")
         o3 = out if out.dim() == 3 else out[None]
         batch, height = o3.shape[0], o3.shape[1]
+        if self.batch_layout:
+            words = self.words[:, 1:-1, 1:-1].permute(1, 2, 0)  # [H, W, ⌈B/64⌉]
+            cells = torch.empty((height, self.width, batch), dtype=out.dtype, device=out.device)
+            for _, _, r0, r1 in _chunks(1, height, self.width * batch, _IO_CHUNK_CELLS):
+                dense = torch.empty(words[r0:r1].shape, dtype=torch.int64, device=out.device)
+                _unpack(dense.copy_(words[r0:r1]), cells[r0:r1])  # last stride 1, even for 1 word
+            o3.copy_(cells.permute(2, 0, 1))
+            return out
         for b0, b1, r0, r1 in _chunks(batch, height, self.width, _IO_CHUNK_CELLS):
             _unpack(self.words[b0:b1, r0 + 1 : r1 + 1, 1:-1], o3[b0:b1, r0:r1])
         return out
