@@ -5,7 +5,8 @@ object per rule with the local g++, minutes each) implements Golly's notations i
 is unbounded, so a torus board is tiled 3×3 and run there: after ``t < size`` steps the centre
 tile equals ``t`` torus steps (information moves one cell per step). Rules must be in lifelib's
 canonical lowercase form; lifelib has no von Neumann genus, so V rules are given in their
-equivalent Hensel spelling.
+equivalent Hensel spelling; B0 rules need a download lifelib makes on first use, so the random
+rules drawn here have no birth on 0.
 
     pip install python-lifelib        # into your venv: a development tool, never a dependency
     python benchmarks/crosscheck_lifelib.py [--rules R ...] [--out DIR]
@@ -24,9 +25,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import add_common_args, git_info, machine_info, setup_run, write_json  # noqa: E402
+from common import add_common_args, git_info, machine_info, setup_run, write_json
 
-from gzoo.ca import Rule, get_family, simulate  # noqa: E402
+from gzoo.ca import Rule, get_family, simulate
 
 #: tlife, Just Friends, B13/S012V in Hensel form, and two random isotropic rules
 DEFAULT_RULES = (
@@ -44,6 +45,7 @@ def resolve(text: str) -> tuple[Rule, str]:
         g = torch.Generator().manual_seed(int(text.split(":")[1]))
         fam = get_family("isotropic")
         bits = torch.randint(0, 2, (fam.n_classes,), generator=g).tolist()
+        bits[fam.class_names.index("B0")] = 0  # lifelib emulates B0 with a downloaded tool
         rule = Rule.from_table(fam.table(bits))
         return rule, str(rule)
     rule = Rule.parse(text)
@@ -97,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
                      "family": rule.family, "agree": agree,
                      "differing_cells": int((theirs != ours).sum()),
                      "seconds": round(time.perf_counter() - t0, 1)})
-        print(f"{str(rule):<60} {rule.family:<17} {'agree' if agree else 'DIFFER'}", flush=True)
+        print(f"{rule!s:<60} {rule.family:<17} {'agree' if agree else 'DIFFER'}", flush=True)
     payload = {"benchmark": "crosscheck_lifelib", "git": git_info(), "machine": machine_info(),
                "size": args.size, "steps": args.steps, "seed": args.seed, "rules": rows}
     print(f"wrote {write_json(args.out / 'crosscheck_lifelib.json', payload)}")
