@@ -1,0 +1,258 @@
+"""Rotated MNIST: gzoo's p4, p4m and p8 layers beside e2cnn's C4, D4 and C8 twins and a plain CNN.
+
+    python benchmarks/rotmnist.py --data PATH              # run what is missing, print the table
+    python benchmarks/rotmnist.py --data PATH --only p4 --seeds 0 1 2
+    python benchmarks/rotmnist.py --table                  # the table from the records so far
+    python benchmarks/rotmnist.py --data PATH --download   # torchvision fetches the files first
+
+``PATH``: the four standard MNIST IDX files (gzipped or not) or ``mnist.pkl.gz``, checked
+against the standard checksums (:mod:`gzoo.mnist`). Protocol: 12,000 training digits, all
+10,000 test digits, each turned by a seeded uniform angle (:class:`gzoo.mnist.RotMNISTProtocol`).
+Every model has about 23k parameters and the same architecture (:mod:`gzoo.models.image`), and
+all train with one recipe (:class:`gzoo.images.Recipe`) on the 12,000 digits; ``--split val``
+fits on 10,000 and scores the other 2,000 instead (for choices; those records go elsewhere).
+
+Resumable: each (model, seed) run writes ``<records>/<model>_s<seed>.json`` when it ends, and
+its weights and per-epoch state under ``<out>/runs/<model>_s<seed>/`` as it goes; a run with a
+record is skipped, an interrupted one resumes from its last epoch. Runs go in :data:`PLAN`
+order: one seed of every model first, then seeds 1 and 2 of gzoo's P4CNN and of the best
+e2cnn twin so far. The table aggregates every record found.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import common
+import torch
+
+from gzoo.images import Recipe, error_rate, fit, invariance, throughput
+from gzoo.mnist import MNISTError, RotMNISTProtocol, build_rotmnist, download_mnist, load_mnist
+from gzoo.models.image import RotMNISTNet
+
+#: Benchmark name → RotMNISTNet arguments; widths put every model at 22–25k parameters.
+MODELS: dict[str, dict[str, Any]] = {
+    "cnn": {"group": None, "width": 22},
+    "p4": {"group": "p4", "width": 11},
+    "p4m": {"group": "p4m", "width": 8},
+    "p8": {"group": "p8", "width": 8},
+    "p8-harmonic": {"group": "p8", "width": 8, "rotation": "harmonic"},
+    "e2cnn-C4": {"group": "p4", "width": 14, "backend": "e2cnn"},
+    "e2cnn-D4": {"group": "p4m", "width": 10, "backend": "e2cnn"},
+    "e2cnn-C8": {"group": "p8", "width": 10, "backend": "e2cnn"},
+}
+E2CNN = tuple(m for m in MODELS if m.startswith("e2cnn"))
+#: One seed of each model (most telling first), then the extra seeds.
+FIRST = ("p4", "e2cnn-C8", "p4m", "p8", "cnn", "e2cnn-D4", "e2cnn-C4", "p8-harmonic")
+EXTRA_SEEDS = (1, 2)
+DEFAULT_RECORDS = common.REPO / "benchmarks" / "out" / "rotmnist" / "records"
+DEFAULT_RUNS = common.DEFAULT_OUT / "rotmnist" / "runs"
+N_INVARIANCE = 2000  # test digits used for the invariance columns
+DROPOUT = 0.1
+
+
+def run_name(model: str, seed: int) -> str:
+    return f"{model}_s{seed}"
+
+
+def read_records(folder: Path) -> list[dict[str, Any]]:
+    out = []
+    for p in sorted(folder.glob("*.json")):
+        out.append(json.loads(p.read_text(encoding="utf-8")))
+    return out
+
+
+def best_e2cnn(records: list[dict[str, Any]]) -> str:
+    """The e2cnn twin with the lowest mean test error among the records (C8 if none)."""
+    means = {}
+    for m in E2CNN:
+        errs = [r["test_error"] for r in records if r["model"] == m]
+        if errs:
+            means[m] = statistics.fmean(errs)
+    return min(means, key=means.__getitem__) if means else "e2cnn-C8"
+
+
+def plan(records: list[dict[str, Any]], only: list[str] | None,
+         seeds: list[int] | None) -> list[tuple[str, int]]:
+    """The (model, seed) runs in order; ``only``/``seeds`` override the default plan."""
+    if only or seeds:
+        models = only or list(FIRST)
+        return [(m, s) for s in (seeds or [0]) for m in models]
+    extra = [(m, s) for s in EXTRA_SEEDS for m in ("p4", best_e2cnn(records))]
+    return [(m, 0) for m in FIRST] + extra
+
+
+def build(model: str, seed: int) -> RotMNISTNet:
+    torch.manual_seed(seed)
+    return RotMNISTNet(**MODELS[model], dropout=DROPOUT)
+
+
+def one_run(model: str, seed: int, data: Any, recipe: Recipe, args: argparse.Namespace,
+            machine: dict[str, Any]) -> dict[str, Any] | None:
+    name = run_name(model, seed)
+    try:
+        net = build(model, seed)
+    except ValueError as e:  # e.g. the harmonic p8 layers are not in this gzoo yet
+        print(f"skip {name}: {e}")
+        return None
+    run_dir = args.runs / name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fit_split, eval_split = ("fit", "val") if args.split == "val" else ("train", "test")
+    x, y = data.split(fit_split)
+    print(f"{name}: {net.n_params} parameters, fit on {x.shape[0]} digits, "
+          f"{recipe.epochs} epochs", flush=True)
+
+    def show(row: dict[str, Any]) -> None:
+        print(f"  epoch {row['epoch']:>2}: loss {row['loss']:.4f}, train error "
+              f"{100 * row['train_error']:.2f} %, {row['seconds']:.1f} s", flush=True)
+
+    history = fit(net, x, y, recipe, seed=seed, state_path=run_dir / "state.pt", on_epoch=show)
+    ex, ey = data.split(eval_split)
+    err = error_rate(net, ex, ey)
+    inv = invariance(net, ex[:N_INVARIANCE])
+    ips = throughput(net, ex[:2000])
+    from safetensors.torch import save_file
+
+    weights = run_dir / "model.safetensors"
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, weights)
+    from gzoo.checkpoint import sha256_file
+
+    walls = [h["seconds"] for h in history]
+    cpus = [h["cpu_seconds"] for h in history]
+    rec = {
+        "model": model,
+        "seed": seed,
+        "kwargs": net.init_kwargs(),
+        "n_params": net.n_params,
+        "split": {"fit": fit_split, "eval": eval_split, "n_fit": int(x.shape[0]),
+                  "n_eval": int(ex.shape[0])},
+        "test_error": err,
+        "seconds_per_epoch": statistics.median(walls),
+        "cpu_seconds_per_epoch": statistics.median(cpus),
+        "inference_images_per_s": ips,
+        "invariance": inv,
+        "invariance_digits": min(N_INVARIANCE, int(ex.shape[0])),
+        "recipe": recipe.as_dict(),
+        "dropout": DROPOUT,
+        "history": history,
+        "data": data.record,
+        "weights": str(weights.relative_to(common.REPO)) if weights.is_relative_to(
+            common.REPO) else str(weights),
+        "weights_sha256": sha256_file(weights),
+        "machine": machine,
+        "finished_utc": common.machine_info()["time_utc"],
+    }
+    path = args.records / f"{name}.json"
+    tmp = path.with_suffix(".json.tmp")
+    common.write_json(tmp, rec)
+    os.replace(tmp, path)
+    print(f"{name}: {args.split} error {100 * err:.2f} % → {path}", flush=True)
+    return rec
+
+
+def _pct(values: list[float]) -> str:
+    if not values:
+        return "—"
+    mean = 100 * statistics.fmean(values)
+    if len(values) == 1:
+        return f"{mean:.2f} %"
+    return f"{mean:.2f} ± {100 * statistics.stdev(values):.2f} %"
+
+
+def table(records: list[dict[str, Any]]) -> str:
+    """One row per model: error mean ± sd over seeds, parameters, timings, invariance."""
+    headers = ["model", "seeds", "test error", "params", "s/epoch", "CPU s/epoch",
+               "inference img/s", "Δlogits 90°", "Δlogits mirror", "Δlogits 45°",
+               "class changes 45°"]
+    rows = []
+    for m in MODELS:
+        rs = sorted((r for r in records if r["model"] == m), key=lambda r: r["seed"])
+        if not rs:
+            continue
+
+        def med(key: str, rs: list[dict[str, Any]] = rs) -> float:
+            return statistics.median(r[key] for r in rs)
+
+        def inv(key: str, rs: list[dict[str, Any]] = rs) -> float:
+            return statistics.median(r["invariance"][key] for r in rs)
+
+        rows.append([
+            m, ",".join(str(r["seed"]) for r in rs), _pct([r["test_error"] for r in rs]),
+            rs[0]["n_params"], f"{med('seconds_per_epoch'):.1f}",
+            f"{med('cpu_seconds_per_epoch'):.1f}", f"{med('inference_images_per_s'):.0f}",
+            f"{inv('rot90_rel'):.1e}", f"{inv('mirror_rel'):.1e}", f"{inv('rot45_rel'):.3f}",
+            f"{100 * inv('rot45_flips'):.1f} %",
+        ])
+    return common.print_table(headers, rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", type=Path, help="MNIST IDX folder or mnist.pkl.gz")
+    p.add_argument("--download", action="store_true",
+                   help="download into --data with torchvision first (needs the network)")
+    p.add_argument("--unverified", action="store_true",
+                   help="accept data that is not the standard MNIST (recorded as such)")
+    p.add_argument("--only", nargs="+", choices=sorted(MODELS), help="models to run")
+    p.add_argument("--seeds", nargs="+", type=int, help="seeds (default: the plan)")
+    p.add_argument("--epochs", type=int, default=Recipe.epochs)
+    p.add_argument("--split", choices=("test", "val"), default="test",
+                   help="test: fit on 12,000, score the 10,000 test digits; val: fit on "
+                        "10,000, score the 2,000 validation digits")
+    p.add_argument("--n-train", type=int, default=RotMNISTProtocol.n_train)
+    p.add_argument("--n-val", type=int, default=RotMNISTProtocol.n_val)
+    p.add_argument("--n-test", type=int, default=RotMNISTProtocol.n_test)
+    p.add_argument("--records", type=Path, default=None,
+                   help=f"record folder (default {DEFAULT_RECORDS}, val: …/records-val)")
+    p.add_argument("--runs", type=Path, default=DEFAULT_RUNS, help="weights and state")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--table", action="store_true", help="only print the table of the records")
+    args = p.parse_args(argv)
+    if args.records is None:
+        args.records = DEFAULT_RECORDS.with_name("records-val") if args.split == "val" \
+            else DEFAULT_RECORDS
+    args.records.mkdir(parents=True, exist_ok=True)
+    if args.table:
+        table(read_records(args.records))
+        return 0
+    if args.data is None:
+        p.error("--data PATH is needed (the MNIST IDX files or mnist.pkl.gz)")
+    torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    try:
+        if args.download:
+            download_mnist(args.data)
+        mnist = load_mnist(args.data, verify=not args.unverified)
+        protocol = RotMNISTProtocol(args.n_train, args.n_val, args.n_test)
+    except (MNISTError, ValueError, TypeError) as e:
+        print(f"rotmnist: error: {e}", file=sys.stderr)
+        return 2
+    data = build_rotmnist(mnist, protocol)
+    print(f"data: {mnist.source['format']} at {mnist.source['path']}, standard "
+          f"{mnist.source['standard']}; rotated sha256 {data.record['rotated_sha256']}")
+    recipe = Recipe(epochs=args.epochs)
+    machine = common.machine_info()
+    print(common.describe_machine(machine))
+    tried: set[tuple[str, int]] = set()
+    while True:  # re-plan after every run: the extra seeds follow the best e2cnn twin so far
+        records = read_records(args.records)
+        done = {(r["model"], r["seed"]) for r in records} | tried
+        todo = [run for run in plan(records, args.only, args.seeds) if run not in done]
+        if not todo:
+            break
+        tried.add(todo[0])
+        one_run(*todo[0], data, recipe, args, machine)
+    table(read_records(args.records))
+    print(f"({time.perf_counter() - t0:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
