@@ -255,6 +255,7 @@ class _ArrayUnpickler(pickle.Unpickler):
     _ALLOWED = frozenset({
         ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
         ("numpy", "ndarray"), ("numpy", "dtype"),
+        ("_codecs", "encode"),  # bytes in a protocol-2 pickle written by Python 3
     })
 
     def find_class(self, module: str, name: str) -> Any:

@@ -1,0 +1,456 @@
+"""Rotated MNIST: the loaders, the protocol, the image models, the training loop and the
+benchmark script, on a few hundred generated digits (no network, no MNIST files needed)."""
+
+import gzip
+import hashlib
+import json
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from gzoo import mnist
+from gzoo.images import Recipe, error_rate, fit, invariance, to_pixels
+from gzoo.mnist import (
+    MNISTError,
+    RotMNISTProtocol,
+    build_rotmnist,
+    idx_bytes,
+    load_mnist,
+    read_idx,
+    rotate_images,
+)
+from gzoo.models.image import RotMNISTNet
+
+N_TRAIN, N_TEST = 300, 100
+
+
+def fake_arrays(seed: int = 0) -> dict[str, np.ndarray]:
+    """Digit-like arrays: random strokes in the central 20×20 box, labels 0..9."""
+    rng = np.random.default_rng(seed)
+
+    def images(n: int) -> np.ndarray:
+        x = np.zeros((n, 28, 28), np.uint8)
+        x[:, 4:24, 4:24] = rng.integers(0, 256, (n, 20, 20)) * (rng.random((n, 20, 20)) < 0.2)
+        return x
+
+    return {
+        "train_images": images(N_TRAIN), "train_labels": rng.integers(0, 10, N_TRAIN, np.uint8),
+        "test_images": images(N_TEST), "test_labels": rng.integers(0, 10, N_TEST, np.uint8),
+    }
+
+
+def write_idx(folder, arrays, *, gz=False, dotted=False, skip=()):
+    folder.mkdir(parents=True, exist_ok=True)
+    for key, std in mnist.STANDARD_FILES.items():
+        if key in skip:
+            continue
+        name = std.name.replace("-idx", ".idx", 1) if dotted else std.name
+        data = idx_bytes(arrays[key])
+        if gz:
+            (folder / (name + ".gz")).write_bytes(gzip.compress(data))
+        else:
+            (folder / name).write_bytes(data)
+    return folder
+
+
+def as_standard(monkeypatch, arrays):
+    """Make ``arrays`` the 'standard' data, so verification passes on them."""
+    table = {
+        k: mnist.StandardFile(s.name, arrays[k].shape, hashlib.sha256(idx_bytes(arrays[k]))
+                              .hexdigest(), s.gz_sha256, s.gz_md5)
+        for k, s in mnist.STANDARD_FILES.items()
+    }
+    monkeypatch.setattr(mnist, "STANDARD_FILES", table)
+
+
+# ---------------------------------------------------------------------- loaders
+@pytest.mark.parametrize("gz", [False, True])
+@pytest.mark.parametrize("where", ["", "MNIST/raw"])
+@pytest.mark.parametrize("dotted", [False, True])
+def test_idx_folder_round_trip(tmp_path, gz, where, dotted):
+    arrays = fake_arrays()
+    write_idx(tmp_path / where if where else tmp_path, arrays, gz=gz, dotted=dotted)
+    data = load_mnist(tmp_path, verify=False)
+    for key in arrays:
+        assert np.array_equal(getattr(data, key).numpy(), arrays[key])
+    assert data.train_images.dtype == torch.uint8 and data.train_labels.dtype == torch.int64
+    assert data.source["format"] == "idx" and data.source["standard"] is False
+    # the identity is the decompressed IDX file, whatever the container
+    want = hashlib.sha256(idx_bytes(arrays["test_images"])).hexdigest()
+    assert data.source["idx_sha256"]["test_images"] == want
+
+
+def test_verification_against_the_standard_checksums(tmp_path, monkeypatch):
+    arrays = fake_arrays()
+    write_idx(tmp_path, arrays, gz=True)
+    with pytest.raises(MNISTError, match="not the standard MNIST data: train-images-idx3-ubyte"):
+        load_mnist(tmp_path)
+    as_standard(monkeypatch, arrays)
+    assert load_mnist(tmp_path).source["standard"] is True
+    arrays["test_labels"][0] = (arrays["test_labels"][0] + 1) % 10  # one label changed
+    write_idx(tmp_path, arrays, gz=True)
+    with pytest.raises(MNISTError, match="t10k-labels-idx1-ubyte has sha256"):
+        load_mnist(tmp_path)
+
+
+def test_the_standard_table_is_self_consistent():
+    # the four files of the standard distribution, with the sizes their IDX headers imply
+    names = [s.name for s in mnist.STANDARD_FILES.values()]
+    assert names == ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                     "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+    for s in mnist.STANDARD_FILES.values():
+        assert len(s.sha256) == len(s.gz_sha256) == 64 and len(s.gz_md5) == 32
+
+
+def test_classic_pickle(tmp_path):
+    arrays = fake_arrays()
+
+    def flat(x):
+        return (x.reshape(len(x), -1) / np.float32(256)).astype(np.float32)  # k/256 as there
+
+    n_fit = N_TRAIN - 50
+    parts = ((flat(arrays["train_images"][:n_fit]), arrays["train_labels"][:n_fit].astype(int)),
+             (flat(arrays["train_images"][n_fit:]), arrays["train_labels"][n_fit:].astype(int)),
+             (flat(arrays["test_images"]), arrays["test_labels"].astype(int)))
+    path = tmp_path / "mnist.pkl.gz"
+    path.write_bytes(gzip.compress(pickle.dumps(parts, protocol=2)))
+    for where in (path, tmp_path):
+        data = load_mnist(where, verify=False)
+        assert data.source["format"] == "pkl"
+        for key in arrays:
+            assert np.array_equal(getattr(data, key).numpy(), arrays[key].astype(
+                getattr(data, key).numpy().dtype))
+    # same data in either container → the same identity
+    write_idx(tmp_path / "idx", arrays)
+    assert load_mnist(tmp_path / "idx", verify=False).source["idx_sha256"] == \
+        load_mnist(path, verify=False).source["idx_sha256"]
+
+
+class _Evil:
+    def __reduce__(self):
+        import os
+
+        return (os.getcwd, ())
+
+
+def test_pickle_that_runs_code_is_refused(tmp_path):
+    path = tmp_path / "mnist.pkl.gz"
+    path.write_bytes(gzip.compress(pickle.dumps(_Evil())))
+    with pytest.raises(MNISTError, match="refusing to unpickle"):
+        load_mnist(path, verify=False)
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda b: b[:-7], "truncated or corrupt"),
+    (lambda b: b"\x01\x02" + b[2:], "not an IDX file"),
+    (lambda b: b[:2] + b"\x0d" + b[3:], "data type 0x0d"),
+    (lambda b: b[:6], "truncated IDX header"),
+])
+def test_corrupt_idx_files(tmp_path, damage, message):
+    arrays = fake_arrays()
+    write_idx(tmp_path, arrays)
+    path = tmp_path / "train-images-idx3-ubyte"
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.raises(MNISTError, match=message) as e:
+        load_mnist(tmp_path, verify=False)
+    assert "\n" not in str(e.value) and str(path) in str(e.value)
+
+
+def test_missing_and_bad_files(tmp_path):
+    with pytest.raises(MNISTError, match="no such file or folder"):
+        load_mnist(tmp_path / "nowhere")
+    with pytest.raises(MNISTError, match="no MNIST files here"):
+        load_mnist(tmp_path)
+    write_idx(tmp_path, fake_arrays(), skip=("test_labels",))
+    with pytest.raises(MNISTError, match=r"missing MNIST file.*t10k-labels-idx1-ubyte"):
+        load_mnist(tmp_path, verify=False)
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(b"\x1f\x8bnot really gzip")
+    with pytest.raises(MNISTError, match="corrupt gzip file"):
+        load_mnist(tmp_path, verify=False)
+
+
+def test_inconsistent_arrays(tmp_path):
+    arrays = fake_arrays()
+    arrays["test_labels"] = arrays["test_labels"][:-1]
+    write_idx(tmp_path / "a", arrays)
+    with pytest.raises(MNISTError, match="100 images but labels of shape \\[99\\]"):
+        load_mnist(tmp_path / "a", verify=False)
+    arrays = fake_arrays()
+    arrays["train_labels"][3] = 12
+    write_idx(tmp_path / "b", arrays)
+    with pytest.raises(MNISTError, match="labels hold 12"):
+        load_mnist(tmp_path / "b", verify=False)
+    arrays = fake_arrays()
+    arrays["test_images"] = arrays["test_images"][:, :, :27].copy()
+    write_idx(tmp_path / "c", arrays)
+    with pytest.raises(MNISTError, match=r"shape \[100, 28, 27\]"):
+        load_mnist(tmp_path / "c", verify=False)
+
+
+def test_read_idx_inverts_idx_bytes():
+    x = np.arange(2 * 3 * 5, dtype=np.uint8).reshape(2, 3, 5)
+    assert np.array_equal(read_idx(idx_bytes(x)), x)
+    with pytest.raises(TypeError, match="uint8"):
+        idx_bytes(x.astype(np.int16))
+
+
+# ---------------------------------------------------------------------- rotation, protocol
+def test_rotation_convention():
+    x = torch.rand(4, 28, 28, dtype=torch.float64)
+    for k in range(4):
+        turned = rotate_images(x, torch.full((4,), 90.0 * k))
+        torch.testing.assert_close(turned, torch.rot90(x, k, (-2, -1)), atol=1e-9, rtol=0)
+    # counter-clockwise as displayed: a dot right of the centre goes above it (odd size: a
+    # centre pixel)
+    dot = torch.zeros(1, 9, 9, dtype=torch.float64)
+    dot[0, 4, 7] = 1.0
+    up = rotate_images(dot, torch.tensor([90.0]))
+    assert up[0, 1, 4] == pytest.approx(1.0) and up.sum() == pytest.approx(1.0)
+    # bilinear with zero fill: a 45° turn of a constant image keeps the inside, zeros the corners
+    ones = torch.ones(1, 28, 28, dtype=torch.float64)
+    r45 = rotate_images(ones, torch.tensor([45.0]))
+    assert r45[0, 14, 14] == pytest.approx(1.0) and r45[0, 0, 0] == 0.0
+    u8 = rotate_images(torch.full((2, 28, 28), 200, dtype=torch.uint8), torch.tensor([0.0, 30.0]))
+    assert u8.dtype == torch.uint8 and int(u8[0, 5, 5]) == 200
+
+
+def test_rotation_bad_input():
+    with pytest.raises(ValueError, match=r"\[N, H, W\]"):
+        rotate_images(torch.zeros(28, 28), torch.zeros(28))
+    with pytest.raises(ValueError, match="one angle per image"):
+        rotate_images(torch.zeros(3, 28, 28), torch.zeros(2))
+
+
+def fake_mnist(tmp_path, seed=0):
+    write_idx(tmp_path, fake_arrays(seed))
+    return load_mnist(tmp_path, verify=False)
+
+
+def test_protocol_is_seeded_and_documented(tmp_path):
+    data = fake_mnist(tmp_path)
+    proto = RotMNISTProtocol(n_train=200, n_val=40, n_test=80, seed=3)
+    a, b = build_rotmnist(data, proto), build_rotmnist(data, proto)
+    assert a.record["rotated_sha256"] == b.record["rotated_sha256"]
+    c = build_rotmnist(data, RotMNISTProtocol(200, 40, 80, seed=4))
+    assert c.record["rotated_sha256"] != a.record["rotated_sha256"]
+    # rebuild it from the recipe in the module docstring
+    g = torch.Generator().manual_seed(3)
+    order = torch.randperm(N_TRAIN, generator=g)[:200]
+    deg = 360 * torch.rand(200, generator=g, dtype=torch.float64)
+    test_deg = 360 * torch.rand(80, generator=g, dtype=torch.float64)
+    assert torch.equal(a.train_index, order) and torch.equal(a.train_degrees, deg)
+    assert torch.equal(a.test_degrees, test_deg)
+    assert float(deg.min()) >= 0 and float(deg.max()) < 360
+    want = rotate_images(data.train_images[order[:5]].double(), deg[:5]).round().to(torch.uint8)
+    assert torch.equal(a.train_images[:5], want)
+    assert torch.equal(a.train_labels, data.train_labels[order])
+    assert [a.split(s)[0].shape[0] for s in ("fit", "val", "train", "test")] == [160, 40, 200, 80]
+    assert a.record["source"]["idx_sha256"] == data.source["idx_sha256"]
+    with pytest.raises(ValueError, match="split must be one of"):
+        a.split("all")
+
+
+def test_protocol_bad_arguments(tmp_path):
+    with pytest.raises(ValueError, match=r"n_val must be an int in 1\.\.99"):
+        RotMNISTProtocol(n_train=100, n_val=100)
+    with pytest.raises(TypeError, match="seed"):
+        RotMNISTProtocol(seed=1.5)
+    with pytest.raises(ValueError, match="wants 12000 training"):
+        build_rotmnist(fake_mnist(tmp_path))  # only 300 training digits
+
+
+# ---------------------------------------------------------------------- models
+VARIANTS = [(None, "gzoo"), ("p4", "gzoo"), ("p4m", "gzoo"), ("p8", "gzoo"),
+            ("p4", "e2cnn"), ("p4m", "e2cnn"), ("p8", "e2cnn")]
+EXACT = {"p4": [(k, False) for k in range(4)],
+         "p4m": [(k, m) for k in range(4) for m in (False, True)],
+         "p8": [(k, False) for k in range(4)]}  # p8: the 90° subgroup acts exactly on images
+
+
+def turn(x, k, mirror):
+    return torch.rot90(x.flip(-1) if mirror else x, k, (-2, -1))
+
+
+@pytest.mark.parametrize("group, backend", VARIANTS)
+def test_image_models_are_invariant(group, backend):
+    torch.manual_seed(1)
+    model = RotMNISTNet(group, width=3, backend=backend)
+    # move the batch-norm statistics off their defaults, then evaluate
+    model.train()
+    with torch.no_grad():
+        model(torch.rand(16, 1, 28, 28))
+    model.eval()
+    x = torch.rand(5, 1, 28, 28, dtype=torch.float64)
+    model = model.double()
+    with torch.no_grad():
+        base = model(x)
+        assert base.shape == (5, 10)
+        if group is None:  # the plain CNN is not invariant: the check can fail
+            assert (model(turn(x, 1, False)) - base).abs().max() > 1e-6
+            return
+        for k, mirror in EXACT[group]:
+            torch.testing.assert_close(model(turn(x, k, mirror)), base, atol=1e-10, rtol=1e-10)
+        if group == "p4":  # p4 does not see mirrors
+            assert (model(turn(x, 0, True)) - base).abs().max() > 1e-6
+
+
+@pytest.mark.parametrize("group, order", [(None, 1), ("p4", 4), ("p4m", 8), ("p8", 8)])
+def test_parameter_count_formula(group, order):
+    # the module docstring: 25w + w + 5(9|G|w² + w) + 12w + 10w + 10
+    w = 5
+    model = RotMNISTNet(group, width=w)
+    assert model.n_params == 26 * w + 5 * (9 * order * w * w + w) + 12 * w + 10 * w + 10
+    assert RotMNISTNet(group, width=w, backend="e2cnn").n_params < model.n_params \
+        if group else True
+
+
+def test_image_model_bad_input():
+    model = RotMNISTNet("p4", width=2)
+    with pytest.raises(ValueError, match=r"\[B, 1, 28, 28\], got shape \[2, 28, 28\]"):
+        model(torch.rand(2, 28, 28))
+    with pytest.raises(ValueError, match=r"got shape \[2, 1, 32, 32\]"):
+        model(torch.rand(2, 1, 32, 32))
+    with pytest.raises(TypeError, match="uint8"):
+        model(torch.zeros(2, 1, 28, 28, dtype=torch.uint8))
+    raw = torch.linspace(0, 255, 2 * 28 * 28).view(2, 1, 28, 28)  # forgot to divide by 255
+    with pytest.raises(ValueError, match=r"pixels in \[0, 1\], got values in \[0, 255\]"):
+        model(raw)
+    with pytest.raises(ValueError, match=r"pixels in \[0, 1\]"):
+        model(torch.full((1, 1, 28, 28), float("nan")))
+    with pytest.raises(TypeError, match=r"torch\.Tensor"):
+        model(np.zeros((1, 1, 28, 28), np.float32))
+
+
+def test_image_model_bad_arguments():
+    with pytest.raises(ValueError, match="group must be one of"):
+        RotMNISTNet("p6")
+    with pytest.raises(ValueError, match="no e2cnn backend"):
+        RotMNISTNet(None, backend="e2cnn")
+    with pytest.raises(ValueError, match="dropout"):
+        RotMNISTNet("p4", dropout=1.0)
+    with pytest.raises(ValueError, match="applies to p8 only"):
+        RotMNISTNet("p4", rotation="harmonic")
+    with pytest.raises(TypeError, match="width"):
+        RotMNISTNet("p4", width=2.0)
+
+
+def test_rebuild_from_init_kwargs():
+    model = RotMNISTNet("p4m", width=3, dropout=0.2).eval()
+    twin = RotMNISTNet(**model.init_kwargs())
+    twin.load_state_dict(model.state_dict())
+    x = torch.rand(3, 1, 28, 28)
+    torch.testing.assert_close(twin.eval()(x), model(x))
+    assert json.loads(json.dumps(model.init_kwargs())) == model.init_kwargs()
+
+
+# ---------------------------------------------------------------------- training
+def discs_and_rings(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Class 0: a filled disc, class 1: a ring, at random radii: rotation-invariant classes."""
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.arange(28.0), torch.arange(28.0), indexing="ij")
+    r = ((yy - 13.5) ** 2 + (xx - 13.5) ** 2).sqrt()
+    labels = torch.randint(0, 2, (n,), generator=g)
+    radius = 5 + 5 * torch.rand(n, 1, 1, generator=g)
+    disc = r < radius
+    ring = disc & (r > radius - 2)
+    images = torch.where(labels.view(-1, 1, 1) == 0, disc, ring).to(torch.uint8) * 255
+    return images, labels
+
+
+def test_fit_lowers_the_loss(one_thread):
+    torch.manual_seed(0)
+    model = RotMNISTNet("p4", width=4)
+    x, y = discs_and_rings(256)
+    hist = fit(model, x, y, Recipe(epochs=3, batch_size=32, lr=1e-2, augment=0.5), seed=0)
+    assert [h["epoch"] for h in hist] == [1, 2, 3]
+    assert hist[-1]["loss"] < 0.7 * hist[0]["loss"]
+    assert error_rate(model, *discs_and_rings(200, seed=1)) < 0.2
+    assert not model.training
+
+
+def test_fit_resumes_bit_for_bit(tmp_path, one_thread):
+    x, y = discs_and_rings(96)
+    recipe = Recipe(epochs=3, batch_size=32, lr=5e-3)
+    torch.manual_seed(0)
+    whole = RotMNISTNet("p4", width=2, dropout=0.2)
+    fit(whole, x, y, recipe, seed=7)
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_one(row):
+        if row["epoch"] == 1:
+            raise Stop
+
+    state = tmp_path / "state.pt"
+    torch.manual_seed(0)
+    part = RotMNISTNet("p4", width=2, dropout=0.2)
+    with pytest.raises(Stop):
+        fit(part, x, y, recipe, seed=7, state_path=state, on_epoch=stop_after_one)
+    assert state.is_file()
+    torch.manual_seed(123)  # a fresh process: other initial weights, other global RNG
+    resumed = RotMNISTNet("p4", width=2, dropout=0.2)
+    hist = fit(resumed, x, y, recipe, seed=7, state_path=state)
+    assert len(hist) == 3
+    for (k, a), b in zip(whole.state_dict().items(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k
+    with pytest.raises(ValueError, match="another recipe, seed or data"):
+        fit(resumed, x, y, Recipe(epochs=4, batch_size=32, lr=5e-3), seed=7, state_path=state)
+
+
+def test_recipe_and_fit_bad_arguments():
+    with pytest.raises(ValueError, match="epochs must be a positive int"):
+        Recipe(epochs=0)
+    with pytest.raises(ValueError, match="augment"):
+        Recipe(augment=1.5)
+    with pytest.raises(ValueError, match="lr"):
+        Recipe(lr=0.0)
+    model = RotMNISTNet("p4", width=2)
+    with pytest.raises(ValueError, match="uint8"):
+        fit(model, torch.rand(4, 28, 28), torch.zeros(4, dtype=torch.long), Recipe(), seed=0)
+    with pytest.raises(ValueError, match="4 images but labels"):
+        fit(model, torch.zeros(4, 28, 28, dtype=torch.uint8), torch.zeros(3, dtype=torch.long),
+            Recipe(), seed=0)
+    with pytest.raises(TypeError, match="uint8"):
+        to_pixels(torch.rand(2, 28, 28))
+
+
+def test_invariance_measure():
+    x, _ = discs_and_rings(20)
+    p4 = RotMNISTNet("p4", width=2).eval()
+    inv = invariance(p4, x)
+    assert inv["rot90_rel"] < 1e-5 and inv["rot90_flips"] == 0.0
+    cnn = RotMNISTNet(None, width=3).eval()
+    assert invariance(cnn, torch.randint(0, 256, (20, 28, 28), dtype=torch.uint8))[
+        "rot90_rel"] > 1e-4
+
+
+# ---------------------------------------------------------------------- benchmark script
+def test_benchmark_script_is_resumable(tmp_path, capsys):
+    from test_benchmarks import load
+
+    bench = load("rotmnist")
+    write_idx(tmp_path / "data", fake_arrays())
+    argv = ["--data", str(tmp_path / "data"), "--unverified", "--n-train", "60", "--n-val",
+            "20", "--n-test", "40", "--epochs", "1", "--only", "p4", "cnn", "--threads", "1",
+            "--records", str(tmp_path / "rec"), "--runs", str(tmp_path / "runs")]
+    assert bench.main(argv) == 0
+    recs = {p.name: json.loads(p.read_text()) for p in (tmp_path / "rec").glob("*.json")}
+    assert sorted(recs) == ["cnn_s0.json", "p4_s0.json"]
+    r = recs["p4_s0.json"]
+    assert r["n_params"] == RotMNISTNet(**r["kwargs"]).n_params
+    assert r["split"] == {"fit": "train", "eval": "test", "n_fit": 60, "n_eval": 40}
+    assert 0.0 <= r["test_error"] <= 1.0 and r["invariance"]["rot90_rel"] < 1e-4
+    assert r["data"]["source"]["standard"] is False and r["machine"]["git"]["commit"]
+    assert (tmp_path / "runs" / "p4_s0" / "model.safetensors").is_file()
+    mtime = (tmp_path / "rec" / "p4_s0.json").stat().st_mtime_ns
+    capsys.readouterr()
+    assert bench.main(argv) == 0  # everything recorded: nothing runs again
+    out = capsys.readouterr().out
+    assert "epoch  1" not in out and "| p4 " in out and "| cnn " in out
+    assert (tmp_path / "rec" / "p4_s0.json").stat().st_mtime_ns == mtime
+    # the standard checksums are enforced unless --unverified
+    assert bench.main([a for a in argv if a != "--unverified"]) == 2
+    assert "not the standard MNIST data" in capsys.readouterr().err
