@@ -14,9 +14,14 @@ fits on 10,000 and scores the other 2,000 instead (for choices; those records go
 
 Resumable: each (model, seed) run writes ``<records>/<model>_s<seed>.json`` when it ends, and
 its weights and per-epoch state under ``<out>/runs/<model>_s<seed>/`` as it goes; a run with a
-record is skipped, an interrupted one resumes from its last epoch. Runs go in :data:`PLAN`
-order: one seed of every model first, then seeds 1 and 2 of gzoo's P4CNN and of the best
-e2cnn twin so far. The table aggregates every record found.
+record is skipped, an interrupted one resumes from its last epoch. Runs go in :func:`plan`
+order, most telling first for a CPU that may not finish: seed 0 of gzoo's p4, p4m and p8 (the
+zoo entries), of e2cnn's C8 twin and of the plain CNN; then seeds 1 and 2 of gzoo's p4 and of
+the best e2cnn twin recorded so far; then seed 0 of the other e2cnn twins (D4, C4) and of
+harmonic p8 (skipped while gzoo's p8 layers lack it). The table aggregates every record found.
+
+``--zoo`` writes the zoo entries ``rotmnist_p4``, ``rotmnist_p4m``, ``rotmnist_p8`` from the
+seed-0 runs (weights checked against their records).
 """
 
 from __future__ import annotations
@@ -49,8 +54,9 @@ MODELS: dict[str, dict[str, Any]] = {
     "e2cnn-C8": {"group": "p8", "width": 10, "backend": "e2cnn"},
 }
 E2CNN = tuple(m for m in MODELS if m.startswith("e2cnn"))
-#: One seed of each model (most telling first), then the extra seeds.
-FIRST = ("p4", "e2cnn-C8", "p4m", "p8", "cnn", "e2cnn-D4", "e2cnn-C4", "p8-harmonic")
+#: Seed 0 of these first, then the extra seeds, then seed 0 of :data:`LATER`.
+FIRST = ("p4", "p4m", "p8", "e2cnn-C8", "cnn")
+LATER = ("e2cnn-D4", "e2cnn-C4", "p8-harmonic")
 EXTRA_SEEDS = (1, 2)
 DEFAULT_RECORDS = common.REPO / "benchmarks" / "out" / "rotmnist" / "records"
 DEFAULT_RUNS = common.DEFAULT_OUT / "rotmnist" / "runs"
@@ -83,10 +89,10 @@ def plan(records: list[dict[str, Any]], only: list[str] | None,
          seeds: list[int] | None) -> list[tuple[str, int]]:
     """The (model, seed) runs in order; ``only``/``seeds`` override the default plan."""
     if only or seeds:
-        models = only or list(FIRST)
+        models = only or [*FIRST, *LATER]
         return [(m, s) for s in (seeds or [0]) for m in models]
     extra = [(m, s) for s in EXTRA_SEEDS for m in ("p4", best_e2cnn(records))]
-    return [(m, 0) for m in FIRST] + extra
+    return [(m, 0) for m in FIRST] + extra + [(m, 0) for m in LATER]
 
 
 def build(model: str, seed: int) -> RotMNISTNet:
