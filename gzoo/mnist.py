@@ -68,9 +68,10 @@ IMAGE_SIZE = 28
 NUM_CLASSES = 10
 
 
-class MNISTError(Exception):
-    """MNIST data that cannot be read or is not what it should be. ``str(e)`` is ``"<path>:
-    <reason>"`` (one line)."""
+class MNISTError(ValueError):
+    """MNIST data that cannot be found, read, or is not what it should be. ``str(e)`` is
+    ``"<path>: <reason>"`` (one line). A ``ValueError``, so callers that catch bad input catch
+    it too."""
 
     def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
         self.path = Path(path)
