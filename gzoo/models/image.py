@@ -48,7 +48,7 @@ from gzoo.layers import (
 )
 from gzoo.mnist import NUM_CLASSES, check_images
 
-__all__ = ["IMAGE_BACKENDS", "IMAGE_GROUPS", "RotMNISTNet"]
+__all__ = ["IMAGE_BACKENDS", "IMAGE_GROUPS", "IMAGE_MODELS", "RotMNISTNet"]
 
 #: ``None`` is the plain CNN.
 IMAGE_GROUPS = (None, "p4", "p4m", "p8")
@@ -185,3 +185,7 @@ class RotMNISTNet(nn.Module):
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, n_params={self.n_params}"
+
+
+#: Image model classes by class name (what an image checkpoint's ``config.json`` records).
+IMAGE_MODELS: dict[str, type[RotMNISTNet]] = {RotMNISTNet.__name__: RotMNISTNet}
