@@ -5,7 +5,9 @@ A checkpoint is a folder holding
 * ``model.safetensors`` — the state dict, nothing else (safetensors metadata ``format: pt``);
 * ``config.json`` — ``{"format": "gzoo-checkpoint", "format_version": 1, "gzoo_version",
   "model": {"class", "kwargs"}, "rule", "group", "n_params", "train", "metrics",
-  "weights_sha256"}``, enough to rebuild the model and to check the weights file;
+  "weights_sha256"}``, enough to rebuild the model and to check the weights file; an image
+  model (:mod:`gzoo.models.image`) has ``"task": "rotmnist"``, ``"rule": null`` and a
+  ``"data"`` record (protocol and checksums) instead of a rule;
 * ``README.md`` — a model card generated from the config;
 
 and possibly extra files a training run adds (``metrics.jsonl``, ``training_curve.png``).
@@ -32,7 +34,9 @@ from torch import nn
 
 from gzoo._version import __version__
 from gzoo.ca import Rule
+from gzoo.images import TASK, image_card
 from gzoo.models import MODELS, CAModel
+from gzoo.models.image import IMAGE_MODELS, RotMNISTNet
 
 __all__ = [
     "CONFIG_FILE",
@@ -164,30 +168,36 @@ def save_checkpoint(
     model: nn.Module,
     folder: str | os.PathLike[str],
     *,
-    rule: Rule | str,
+    rule: Rule | str | None = None,
     train_config: Mapping[str, Any] | Any | None = None,
     metrics: Mapping[str, Any] | None = None,
     overwrite: bool = False,
     extra_files: Mapping[str, str | os.PathLike[str]] | None = None,
+    data: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write ``model`` as a checkpoint folder (module docstring); returns the folder.
 
     Args:
-        model: a :class:`gzoo.models.CAModel` (a DDP wrapper is unwrapped).
+        model: a :class:`gzoo.models.CAModel` or an image model (a DDP wrapper is unwrapped).
         folder: the checkpoint folder to create.
-        rule: the rule the model simulates.
+        rule: the rule the model simulates (CA models only).
         train_config: the training recipe (a mapping, or an object with ``to_dict()``).
         metrics: results to record (exactness, accuracy, timings, ...).
         overwrite: replace an existing ``folder``; otherwise that is a :class:`CheckpointError`.
         extra_files: ``{name in the folder: source file}`` copied in as well.
+        data: image models only: the data record (:attr:`gzoo.mnist.RotMNIST.record`).
     """
     folder = Path(folder)
     model = _unwrap(model)
-    if not isinstance(model, CAModel) or type(model).__name__ not in MODELS:
-        raise CheckpointError(folder, (
-            f"can only save gzoo models ({', '.join(sorted(MODELS))}), got {type(model).__name__}"
-        ))
-    rule = Rule.parse(rule)
+    image = isinstance(model, RotMNISTNet)
+    if not image and (not isinstance(model, CAModel) or type(model).__name__ not in MODELS):
+        known = ", ".join(sorted({*MODELS, *IMAGE_MODELS}))
+        raise CheckpointError(folder, f"can only save gzoo models ({known}), got "
+                                      f"{type(model).__name__}")
+    if image != (rule is None):
+        raise CheckpointError(folder, "an image model takes no rule" if image else
+                              "a cellular-automaton model needs its rule")
+    rule = None if image else Rule.parse(rule)
     if folder.exists() and not overwrite:
         raise CheckpointError(folder, "already exists; pass overwrite=True (CLI: --overwrite)")
     if folder.exists() and not folder.is_dir():
@@ -207,7 +217,8 @@ def save_checkpoint(
             "format_version": FORMAT_VERSION,
             "gzoo_version": __version__,
             "model": {"class": type(model).__name__, "kwargs": model.init_kwargs()},
-            "rule": str(rule),
+            **({"task": TASK, "data": _jsonable(dict(data or {}))} if image else {}),
+            "rule": None if rule is None else str(rule),
             "group": model.group,
             "n_params": model.n_params,
             "train": _jsonable(dict(train_config)) if train_config is not None else None,
@@ -215,7 +226,8 @@ def save_checkpoint(
             "weights_sha256": sha256_file(tmp / WEIGHTS_FILE),
         }
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-        (tmp / README_FILE).write_text(model_card(config, folder.name), encoding="utf-8")
+        card = image_card(config, folder.name) if image else model_card(config, folder.name)
+        (tmp / README_FILE).write_text(card, encoding="utf-8")
         for name, src in (extra_files or {}).items():
             if Path(name).name != name or name in (WEIGHTS_FILE, CONFIG_FILE, README_FILE):
                 raise CheckpointError(folder, f"bad extra file name {name!r}")
@@ -285,7 +297,8 @@ def read_config(folder: str | os.PathLike[str]) -> dict[str, Any]:
     if (not isinstance(model, dict) or not isinstance(model.get("class"), str)
             or not isinstance(model.get("kwargs", {}), dict)):
         raise CheckpointError(path, 'bad config: "model" must be {"class": str, "kwargs": {...}}')
-    for key in ("rule", "weights_sha256"):
+    image = config.get("task") == TASK
+    for key in ("weights_sha256",) if image else ("rule", "weights_sha256"):
         if not isinstance(config.get(key), str):
             raise CheckpointError(path, f"bad config: missing or non-string {key!r}")
     return config
@@ -294,7 +307,8 @@ def read_config(folder: str | os.PathLike[str]) -> dict[str, Any]:
 def load_checkpoint(
     folder: str | os.PathLike[str], device: torch.device | str | None = None
 ) -> CAModel:
-    """Load a checkpoint folder: the model in eval mode, with ``.rule`` and ``.config`` set.
+    """Load a checkpoint folder: the model in eval mode, with ``.rule`` (``None`` for an image
+    model) and ``.config`` set.
 
     Checks, each a :class:`CheckpointError`: the config (see :func:`read_config`), the rule,
     the model class (one of :data:`gzoo.models.MODELS`) and its arguments, the weights file's
@@ -306,15 +320,17 @@ def load_checkpoint(
     folder = Path(folder)
     config = read_config(folder)
     cfg_path = folder / CONFIG_FILE
+    image = config.get("task") == TASK
     try:
-        rule = Rule.parse(config["rule"])
+        rule = None if image else Rule.parse(config["rule"])
     except ValueError as e:
         raise CheckpointError(cfg_path, f"bad rule: {e}") from None
     cls_name = config["model"]["class"]
-    cls = MODELS.get(cls_name)
+    known: dict[str, type[nn.Module]] = dict(IMAGE_MODELS if image else MODELS)
+    cls = known.get(cls_name)
     if cls is None:
         raise CheckpointError(cfg_path, (
-            f"unknown model class {cls_name!r}; this gzoo knows {', '.join(sorted(MODELS))}"
+            f"unknown model class {cls_name!r}; this gzoo knows {', '.join(sorted(known))}"
         ))
     kwargs = config["model"].get("kwargs", {})
     try:
@@ -387,7 +403,8 @@ def load_pretrained(
 
 def zoo_entries() -> list[dict[str, Any]]:
     """One row per installed zoo checkpoint: name, rule, group, params, exact, accuracy (a row
-    whose config cannot be read has an ``error`` instead)."""
+    whose config cannot be read has an ``error`` instead; an image entry adds ``task`` and
+    ``test_error``)."""
     from gzoo import zoo
 
     rows = []
@@ -400,11 +417,13 @@ def zoo_entries() -> list[dict[str, Any]]:
         metrics = config.get("metrics") or {}
         rows.append({
             "name": name,
-            "rule": config["rule"],
+            "rule": config.get("rule"),
             "group": config.get("group"),
             "model": config["model"]["class"],
             "n_params": config.get("n_params"),
             "exact": metrics.get("exact"),
             "accuracy": metrics.get("accuracy"),
         })
+        if config.get("task") == TASK:  # an image entry: its test error instead
+            rows[-1].update(task=TASK, test_error=metrics.get("test_error"))
     return rows

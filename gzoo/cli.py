@@ -7,6 +7,7 @@
     gzoo simulate --rule B36/S23 --out run.png   a simulation history (PNG montage or GIF)
     gzoo train --rule B36/S23 --model p8 --out DIR
     gzoo eval DIR_OR_NAME                        exactness, held-out accuracy, rollout agreement
+    gzoo eval rotmnist_p4 --data PATH            an image entry's rotated-MNIST test error
     gzoo zoo                                     the installed checkpoints
 
 Errors are one line on stderr and exit status 2; no traceback (set ``GZOO_TRACEBACK=1`` to
@@ -221,6 +222,8 @@ def _eval(args: argparse.Namespace) -> int:
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     model = load_pretrained(args.checkpoint, device=device)
+    if model.rule is None:  # an image entry
+        return _eval_image(args, model)
     rule = Rule.parse(args.rule) if args.rule else model.rule
     kwargs = ", ".join(f"{k}={v!r}" for k, v in model.init_kwargs().items())
     name = f" ({rule.name})" if rule.name else ""
@@ -242,6 +245,25 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval_image(args: argparse.Namespace, model: torch.nn.Module) -> int:
+    from gzoo.images import evaluate_on_protocol
+
+    if args.data is None:
+        raise ValueError(f"{args.checkpoint} is an image model: pass --data PATH (the MNIST "
+                         "IDX files or mnist.pkl.gz)")
+    kwargs = ", ".join(f"{k}={v!r}" for k, v in model.init_kwargs().items())
+    print(f"{args.checkpoint}: {type(model).__name__}({kwargs}), {model.n_params} params")
+    res = evaluate_on_protocol(model, args.data, verify=not args.unverified)
+    recorded = (model.config.get("metrics") or {}).get("test_error")
+    same = {True: "the digits it was tested on", False: "NOT the digits it was tested on",
+            None: "no recorded digests to compare"}[res["matches_record"]]
+    print(f"test error: {100 * res['test_error']:.2f} % of {res['n_test']} rotated test digits "
+          f"(protocol {res['protocol']}; {same})")
+    if isinstance(recorded, float):
+        print(f"recorded:   {100 * recorded:.2f} %")
+    return 0
+
+
 # ---------------------------------------------------------------------------- zoo
 def _zoo(args: argparse.Namespace) -> int:
     from gzoo.checkpoint import zoo_entries
@@ -255,6 +277,12 @@ def _zoo(args: argparse.Namespace) -> int:
     for r in rows:
         if "error" in r:
             table.append((r["name"], "?", "?", "?", "?", f"unreadable: {r['error']}"))
+            continue
+        if "task" in r:  # an image entry: its test error
+            err = r.get("test_error")
+            table.append((r["name"], "(images)", r.get("group") or "plain",
+                          str(r.get("n_params", "?")), "-",
+                          f"{100 * err:.2f} % error" if isinstance(err, float) else "?"))
             continue
         acc = r.get("accuracy")
         exact = {True: "yes", False: "no"}.get(r.get("exact"), "?")
@@ -343,6 +371,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--boards", type=int, default=16, help="held-out soups (default 16)")
     ev.add_argument("--seed", type=int, default=12345, help="seed of the fresh data")
     ev.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    ev.add_argument("--data", help="image entries: the MNIST IDX files or mnist.pkl.gz")
+    ev.add_argument("--unverified", action="store_true",
+                    help="image entries: accept MNIST files that fail the standard checksums")
     ev.set_defaults(func=_eval)
 
     zoo = sub.add_parser("zoo", help="list the installed pretrained checkpoints")
