@@ -39,7 +39,7 @@ import common
 import torch
 
 from gzoo.images import Recipe, error_rate, fit, invariance, throughput
-from gzoo.mnist import MNISTError, RotMNISTProtocol, build_rotmnist, download_mnist, load_mnist
+from gzoo.mnist import RotMNISTProtocol, build_rotmnist, download_mnist, load_mnist
 from gzoo.models.image import RotMNISTNet
 
 #: Benchmark name → RotMNISTNet arguments; widths put every model at 22–25k parameters.
@@ -62,6 +62,8 @@ DEFAULT_RECORDS = common.REPO / "benchmarks" / "out" / "rotmnist" / "records"
 DEFAULT_RUNS = common.DEFAULT_OUT / "rotmnist" / "runs"
 N_INVARIANCE = 2000  # test digits used for the invariance columns
 DROPOUT = 0.1
+#: Zoo entry → the benchmark model whose seed-0 run it ships.
+ZOO_ENTRIES = {"rotmnist_p4": "p4", "rotmnist_p4m": "p4m", "rotmnist_p8": "p8"}
 
 
 def run_name(model: str, seed: int) -> str:
@@ -199,6 +201,63 @@ def table(records: list[dict[str, Any]]) -> str:
     return common.print_table(headers, rows)
 
 
+def _with_section(readme: str, section: str) -> str:
+    """``readme`` with its "## Images" section replaced by ``section`` (or inserted before the
+    next-to-first "## " heading)."""
+    start = readme.find("\n## Images\n")
+    if start >= 0:
+        end = readme.find("\n## ", start + 1)
+        return readme[:start + 1] + section + (readme[end + 1:] if end >= 0 else "")
+    first = readme.find("\n## ")
+    return readme + "\n" + section if first < 0 else \
+        readme[:first + 1] + section + "\n" + readme[first + 1:]
+
+
+def export_zoo(args: argparse.Namespace) -> int:
+    """Write the zoo entries from the seed-0 runs and the zoo README's "Images" section."""
+    from safetensors.torch import load_file
+
+    from gzoo.checkpoint import save_checkpoint, sha256_file
+    from gzoo.images import zoo_section
+
+    records = {(r["model"], r["seed"]): r for r in read_records(args.records)}
+    for entry, model in ZOO_ENTRIES.items():
+        rec = records.get((model, 0))
+        if rec is None:
+            print(f"{entry}: no finished run of {model} with seed 0 yet; not written")
+            continue
+        weights = Path(rec["weights"])
+        weights = weights if weights.is_absolute() else common.REPO / weights
+        if not weights.is_file() or sha256_file(weights) != rec["weights_sha256"]:
+            print(f"{entry}: {weights} is missing or is not the recorded run's weights",
+                  file=sys.stderr)
+            return 2
+        net = RotMNISTNet(**rec["kwargs"])
+        net.load_state_dict(load_file(weights))
+        m = rec["machine"]
+        threads = m["torch_threads"]
+        train = {
+            "recipe": rec["recipe"], "seed": rec["seed"], "dropout": rec["dropout"],
+            "torch_threads": threads, "commit": m["git"]["commit"],
+            "machine": f"{m['cpu_model']}, {m['platform']}",
+            "command": (f"python benchmarks/rotmnist.py --data PATH --only {model} --seeds 0 "
+                        f"--threads {threads} && python benchmarks/rotmnist.py --zoo"),
+        }
+        metrics = {k: rec[k] for k in ("test_error", "invariance", "invariance_digits",
+                                       "seconds_per_epoch", "cpu_seconds_per_epoch",
+                                       "inference_images_per_s")}
+        folder = save_checkpoint(net.eval(), args.zoo_dir / entry, train_config=train,
+                                 metrics=metrics, data=rec["data"], overwrite=True)
+        print(f"{entry}: test error {100 * rec['test_error']:.2f} % → {folder}")
+    readme = args.zoo_dir / "README.md"
+    section = zoo_section(args.zoo_dir)
+    if section and readme.is_file():
+        readme.write_text(_with_section(readme.read_text(encoding="utf-8"), section),
+                          encoding="utf-8")
+        print(f"updated {readme}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, help="MNIST IDX folder or mnist.pkl.gz")
@@ -220,6 +279,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=Path, default=DEFAULT_RUNS, help="weights and state")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--table", action="store_true", help="only print the table of the records")
+    p.add_argument("--zoo", action="store_true",
+                   help=f"write the zoo entries {', '.join(ZOO_ENTRIES)} from the records")
+    p.add_argument("--zoo-dir", type=Path, default=common.REPO / "zoo", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.records is None:
         args.records = DEFAULT_RECORDS.with_name("records-val") if args.split == "val" \
@@ -228,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.table:
         table(read_records(args.records))
         return 0
+    if args.zoo:
+        return export_zoo(args)
     if args.data is None:
         p.error("--data PATH is needed (the MNIST IDX files or mnist.pkl.gz)")
     torch.set_num_threads(args.threads)
@@ -237,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
             download_mnist(args.data)
         mnist = load_mnist(args.data, verify=not args.unverified)
         protocol = RotMNISTProtocol(args.n_train, args.n_val, args.n_test)
-    except (MNISTError, ValueError, TypeError) as e:
+    except (ValueError, TypeError) as e:  # MNISTError is a ValueError
         print(f"rotmnist: error: {e}", file=sys.stderr)
         return 2
     data = build_rotmnist(mnist, protocol)

@@ -31,6 +31,7 @@ import torch
 
 from gzoo.ca import RULES, Rule
 from gzoo.checkpoint import load_checkpoint, save_checkpoint
+from gzoo.images import zoo_section
 from gzoo.train import TrainConfig, train, weights_digest
 from gzoo.verify import rollout_agreement, symmetry_floor, verify_exact
 
@@ -185,6 +186,8 @@ def write_readme(out_dir: Path, report: dict[str, Any]) -> Path:
     floors = {str(r): symmetry_floor(r, "p8") for r in RULES.values()
               if r.neighbourhood == "von_neumann"}
     machine = report.get("machine", {})
+    images = zoo_section(out_dir)  # the rotated-MNIST entries (benchmarks/rotmnist.py --zoo)
+    images = images + "\n" if images else ""
     text = f"""# The gzoo zoo
 
 Small networks that reproduce Life-like rules **exactly**, one folder per checkpoint
@@ -212,7 +215,7 @@ parameters; the notes call it p4m, the code builds it on rotations only), P4CNN-
 CNN-Small (2,450) and MultiScale (1,004). Its worst rule, B35678/S5678, stopped at 99.77 %; no
 model there was checked for exactness. B234/S is not in its results.
 
-## Why p8 cannot learn the von Neumann rules
+{images}## Why p8 cannot learn the von Neumann rules
 
 p8 rotates a 3×3 stencil by 45° with the square-ring rotation, which moves every orthogonal
 neighbour onto a diagonal one. A p8 network with a 3×3 receptive field and group pooling is
