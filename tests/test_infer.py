@@ -144,7 +144,7 @@ def test_larger_receptive_field_uses_contexts():
     assert any(c.context_agreement < 1.0 for c in res.classes)
 
 
-@pytest.mark.parametrize("name", __import__("gzoo.zoo").zoo.available())
+@pytest.mark.parametrize("name", __import__("gzoo.zoo").zoo.available("ca"))
 def test_every_zoo_checkpoint_reads_back_its_rule(name):
     import gzoo
 

@@ -428,7 +428,7 @@ def test_invariance_measure():
 
 
 # ---------------------------------------------------------------------- benchmark script
-def test_benchmark_script_is_resumable(tmp_path, capsys):
+def test_benchmark_script_is_resumable(tmp_path, capsys, monkeypatch):
     from test_benchmarks import load
 
     bench = load("rotmnist")
@@ -454,3 +454,124 @@ def test_benchmark_script_is_resumable(tmp_path, capsys):
     # the standard checksums are enforced unless --unverified
     assert bench.main([a for a in argv if a != "--unverified"]) == 2
     assert "not the standard MNIST data" in capsys.readouterr().err
+
+    # --zoo ships the seed-0 runs that exist and writes the zoo README's "Images" section
+    zoo = tmp_path / "zoo"
+    zoo.mkdir()
+    (zoo / "README.md").write_text("# The zoo\n\ntable\n\n## Why p8\n\ntext\n")
+    zoo_argv = ["--zoo", "--records", str(tmp_path / "rec"), "--zoo-dir", str(zoo)]
+    for _ in range(2):  # the second time replaces the section
+        assert bench.main(zoo_argv) == 0
+        out = capsys.readouterr().out
+        assert "rotmnist_p4m: no finished run of p4m" in out
+        readme = (zoo / "README.md").read_text()
+        assert readme.count("## Images") == 1 and readme.index("## Images") < readme.index(
+            "## Why p8") and "| `rotmnist_p4` | p4 |" in readme
+    entry = gzoo_load(zoo / "rotmnist_p4")
+    assert entry.config["metrics"]["test_error"] == r["test_error"]
+    assert entry.config["train"]["command"].startswith("python benchmarks/rotmnist.py")
+    import gzoo.zoo
+    from gzoo.cli import main
+
+    monkeypatch.setattr(gzoo.zoo, "ZOO_DIR", zoo)
+    assert gzoo.zoo.available("rotmnist") == ["rotmnist_p4"] and gzoo.zoo.available("ca") == []
+    assert main(["zoo"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("rotmnist_p4"))
+    assert "(images)" in line and f"{100 * r['test_error']:.2f} % error" in line
+
+
+# ---------------------------------------------------------------------- checkpoints, zoo, CLI
+@pytest.fixture
+def image_checkpoint(tmp_path):
+    """A small trained-in-name-only p4m checkpoint on a 200/80-digit protocol of fake data."""
+    from gzoo.checkpoint import save_checkpoint
+
+    write_idx(tmp_path / "data", fake_arrays())
+    data = build_rotmnist(load_mnist(tmp_path / "data", verify=False),
+                          RotMNISTProtocol(200, 40, 80, seed=1))
+    torch.manual_seed(0)
+    model = RotMNISTNet("p4m", width=2).eval()
+    err = error_rate(model, *data.split("test"))
+    folder = save_checkpoint(
+        model, tmp_path / "ckpt", data=data.record,
+        train_config={"seed": 0, "recipe": Recipe(epochs=1).as_dict(), "command": "make it"},
+        metrics={"test_error": err, "invariance": invariance(model, data.split("test")[0])})
+    return folder, model, err
+
+
+def test_image_checkpoint_round_trip(image_checkpoint):
+    folder, model, err = image_checkpoint
+    loaded = gzoo_load(folder)
+    assert isinstance(loaded, RotMNISTNet) and not loaded.training and loaded.rule is None
+    assert loaded.config["task"] == "rotmnist" and loaded.config["rule"] is None
+    x = torch.rand(4, 1, 28, 28)
+    torch.testing.assert_close(loaded(x), model(x), atol=0, rtol=0)
+    card = (folder / "README.md").read_text()
+    for needle in ("rotated MNIST", f"{100 * err:.2f} %", "200 training digits", "seed 1",
+                   "make it", loaded.config["data"]["rotated_sha256"]["test"],
+                   loaded.config["weights_sha256"], "gzoo eval"):
+        assert needle in card, needle
+
+
+def gzoo_load(path):
+    import gzoo
+
+    return gzoo.load_pretrained(path)
+
+
+def test_image_checkpoint_refuses_rules(tmp_path):
+    from gzoo import GCNN, CheckpointError, save_checkpoint
+
+    with pytest.raises(CheckpointError, match="an image model takes no rule"):
+        save_checkpoint(RotMNISTNet("p4", width=2), tmp_path / "a", rule="B3/S23")
+    with pytest.raises(CheckpointError, match="needs its rule"):
+        save_checkpoint(GCNN(), tmp_path / "b")
+
+
+def test_cli_eval_of_an_image_checkpoint(image_checkpoint, tmp_path, capsys):
+    from gzoo.cli import main
+
+    folder, _, err = image_checkpoint
+    data = str(tmp_path / "data")
+    assert main(["eval", str(folder), "--data", data, "--unverified"]) == 0
+    out = capsys.readouterr().out
+    assert f"test error: {100 * err:.2f} % of 80 rotated test digits" in out
+    assert "the digits it was tested on" in out
+    assert main(["eval", str(folder)]) == 2
+    err_line = capsys.readouterr().err
+    assert err_line.count("\n") == 1 and "pass --data PATH" in err_line
+    assert main(["eval", str(folder), "--data", data]) == 2  # not the standard files
+    assert "not the standard MNIST data" in capsys.readouterr().err
+    assert main(["eval", str(folder), "--data", str(tmp_path / "nowhere")]) == 2
+    assert "no such file or folder" in capsys.readouterr().err
+
+
+IMAGE_ENTRIES = __import__("gzoo.zoo").zoo.available("rotmnist")
+
+
+@pytest.mark.parametrize("name", IMAGE_ENTRIES)
+def test_image_zoo_entry(name):
+    import gzoo.zoo
+
+    model = gzoo_load(name)
+    folder = gzoo.zoo.path_of(name)
+    assert (folder / "model.safetensors").stat().st_size < 1_000_000
+    group = model.group
+    assert name == f"rotmnist_{group}"
+    x = to_pixels(torch.randint(0, 256, (6, 28, 28), dtype=torch.uint8))
+    with torch.no_grad():
+        base = model(x)
+        assert base.shape == (6, 10)
+        for k, mirror in EXACT[group]:
+            torch.testing.assert_close(model(turn(x, k, mirror)), base, atol=1e-4, rtol=1e-4)
+    cfg = model.config
+    assert cfg["data"]["source"]["standard"] is True
+    assert cfg["data"]["source"]["idx_sha256"] == {
+        k: s.sha256 for k, s in mnist.STANDARD_FILES.items()}
+    assert cfg["data"]["protocol"] == RotMNISTProtocol().as_dict()
+    card = (folder / "README.md").read_text()
+    for needle in (f"{100 * cfg['metrics']['test_error']:.2f} %", cfg["train"]["command"],
+                   mnist.STANDARD_FILES["train_images"].sha256, "12000 training digits",
+                   f"seed {cfg['train']['seed']}"):
+        assert needle in card, needle
+    assert f"`{name}`" in (folder.parent / "README.md").read_text()
