@@ -118,7 +118,8 @@ def fit(
 
     With ``state_path``, the state after each epoch is written there (atomically) and a fit
     that finds it resumes from it; delete it to start afresh. Returns the history, one dict per
-    epoch: ``{"epoch", "loss", "train_error", "seconds", "cpu_seconds"}``; ``on_epoch`` sees
+    epoch: ``{"epoch", "loss", "train_error", "seconds", "cpu_seconds", "threads"}`` (wall and
+    process CPU seconds, torch threads); ``on_epoch`` sees
     each as it is made.
     """
     if images.dtype != torch.uint8 or images.dim() != 3:
@@ -163,7 +164,8 @@ def fit(
             total += float(loss.detach()) * y.shape[0]
             wrong += int((logits.argmax(1) != y).sum())
         row = {"epoch": epoch + 1, "loss": total / n, "train_error": wrong / n,
-               "seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0}
+               "seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0,
+               "threads": torch.get_num_threads()}
         history.append(row)
         if path is not None:
             _save_atomic({"model": model.state_dict(), "optimizer": opt.state_dict(),
