@@ -455,6 +455,19 @@ def test_benchmark_script_is_resumable(tmp_path, capsys, monkeypatch):
     assert bench.main([a for a in argv if a != "--unverified"]) == 2
     assert "not the standard MNIST data" in capsys.readouterr().err
 
+    # --speed times the models interleaved; the table takes its columns from it
+    speed_argv = ["--speed", "--only", "p4", "cnn", "--speed-repeats", "2", "--threads", "1",
+                  "--records", str(tmp_path / "rec")]
+    assert bench.main(speed_argv) == 0
+    sp = json.loads((tmp_path / "speed_1t.json").read_text())
+    assert sorted(sp["models"]) == ["cnn", "p4"] and sp["steps_per_epoch"] == 94
+    assert sp["models"]["p4"]["epoch_time_vs_p4"]["median"] == 1.0
+    assert sp["models"]["cnn"]["seconds_per_epoch"] > 0
+    capsys.readouterr()
+    assert bench.main(["--table", "--records", str(tmp_path / "rec")]) == 0
+    row = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("| cnn"))
+    assert f"{sp['models']['cnn']['seconds_per_epoch']:.1f}" in row
+
     # --zoo ships the seed-0 runs that exist and writes the zoo README's "Images" section
     zoo = tmp_path / "zoo"
     zoo.mkdir()
