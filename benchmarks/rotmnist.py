@@ -17,10 +17,12 @@ fits on 10,000 and scores the other 2,000 instead (for choices; those records go
 Resumable: each (model, seed) run writes ``<records>/<model>_s<seed>.json`` when it ends, and
 its weights and per-epoch state under ``<out>/runs/<model>_s<seed>/`` as it goes; a run with a
 record is skipped, an interrupted one resumes from its last epoch. Runs go in :func:`plan`
-order, most telling first for a CPU that may not finish: seed 0 of gzoo's p4, p4m and p8 (the
-zoo entries), of e2cnn's C8 twin and of the plain CNN; then seeds 1 and 2 of gzoo's p4 and of
-the best e2cnn twin recorded so far; then seed 0 of the other e2cnn twins (D4, C4) and of
-harmonic p8 (skipped while gzoo's p8 layers lack it). The table aggregates every record found.
+order, most telling first for a CPU that may not finish: seed 0 of gzoo's p4, of e2cnn's C8
+twin, of gzoo's p4m and p8 (with p4 the zoo entries) and of the plain CNN; then seeds 1 and 2
+of gzoo's p4 and of the best e2cnn twin recorded so far; then seed 0 of the other e2cnn twins
+(D4, C4) and of harmonic p8 (skipped while gzoo's p8 layers lack it). Several processes may
+share the folders (each claims a run with a lock file), e.g. two one-thread workers on two
+cores. The table aggregates every record found.
 
 ``--zoo`` writes the zoo entries ``rotmnist_p4``, ``rotmnist_p4m``, ``rotmnist_p8`` from the
 seed-0 runs (weights checked against their records).
@@ -57,7 +59,7 @@ MODELS: dict[str, dict[str, Any]] = {
 }
 E2CNN = tuple(m for m in MODELS if m.startswith("e2cnn"))
 #: Seed 0 of these first, then the extra seeds, then seed 0 of :data:`LATER`.
-FIRST = ("p4", "p4m", "p8", "e2cnn-C8", "cnn")
+FIRST = ("p4", "e2cnn-C8", "p4m", "p8", "cnn")
 LATER = ("e2cnn-D4", "e2cnn-C4", "p8-harmonic")
 EXTRA_SEEDS = (1, 2)
 DEFAULT_RECORDS = common.REPO / "benchmarks" / "out" / "rotmnist" / "records"
@@ -102,6 +104,29 @@ def plan(records: list[dict[str, Any]], only: list[str] | None,
 def build(model: str, seed: int) -> RotMNISTNet:
     torch.manual_seed(seed)
     return RotMNISTNet(**MODELS[model], dropout=DROPOUT)
+
+
+def _claim(run_dir: Path) -> bool:
+    """Take the run for this process (a ``lock`` file holding its pid), unless a live process
+    holds it: several processes can share one record folder, each on its own run."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = run_dir / "lock"
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                os.kill(int(lock.read_text() or 0), 0)
+                return False  # held by a live process
+            except (ProcessLookupError, ValueError):
+                lock.unlink(missing_ok=True)  # stale: its process is gone
+                continue
+            except PermissionError:
+                return False
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        return True
+    return False
 
 
 def one_run(model: str, seed: int, data: Any, recipe: Recipe, args: argparse.Namespace,
@@ -401,10 +426,14 @@ def main(argv: list[str] | None = None) -> int:
         records = read_records(args.records)
         done = {(r["model"], r["seed"]) for r in records} | tried
         todo = [run for run in plan(records, args.only, args.seeds) if run not in done]
-        if not todo:
+        claimed = next((run for run in todo if _claim(args.runs / run_name(*run))), None)
+        if claimed is None:
             break
-        tried.add(todo[0])
-        one_run(*todo[0], data, recipe, args, machine)
+        tried.add(claimed)
+        try:
+            one_run(*claimed, data, recipe, args, machine)
+        finally:
+            (args.runs / run_name(*claimed) / "lock").unlink(missing_ok=True)
     table(read_records(args.records), read_speed(args.records))
     print(f"({time.perf_counter() - t0:.0f} s)")
     return 0

@@ -588,3 +588,16 @@ def test_image_zoo_entry(name):
                    f"seed {cfg['train']['seed']}"):
         assert needle in card, needle
     assert f"`{name}`" in (folder.parent / "README.md").read_text()
+
+
+def test_benchmark_runs_are_claimed_once(tmp_path):
+    import os
+
+    from test_benchmarks import load
+
+    claim = load("rotmnist")._claim
+    run = tmp_path / "p4_s0"
+    assert claim(run) and (run / "lock").read_text() == str(os.getpid())
+    assert not claim(run)  # held by a live process (this one)
+    (run / "lock").write_text("999999999")  # a process that is gone
+    assert claim(run)
