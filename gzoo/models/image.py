@@ -36,42 +36,20 @@ from torch import Tensor, nn
 
 from gzoo._checks import check_int
 from gzoo.groups import GROUPS
-from gzoo.layers import (
-    GroupBatchNorm,
-    P4Conv,
-    P4LiftConv,
-    P4MConv,
-    P4MLiftConv,
-    P8Conv,
-    P8LiftConv,
-    SpatialPool,
-)
+from gzoo.layers import GroupBatchNorm, SpatialPool
 from gzoo.mnist import NUM_CLASSES, check_images
+
+# the (lifting, group) layer classes per group, and their e2cnn twins (imported on demand)
+from .gcnn import _LAYERS as _GZOO_LAYERS
+from .gcnn import BACKENDS, _e2cnn_layers
 
 __all__ = ["IMAGE_BACKENDS", "IMAGE_GROUPS", "IMAGE_MODELS", "RotMNISTNet"]
 
 #: ``None`` is the plain CNN.
 IMAGE_GROUPS = (None, "p4", "p4m", "p8")
-IMAGE_BACKENDS = ("gzoo", "e2cnn")
+IMAGE_BACKENDS = BACKENDS  # "gzoo" (hand-written layers) or "e2cnn" (their twins)
 _N_CONV = 6  # the 5×5 lift + 5 group convolutions (3×3)
 _LIFT_K = 5
-
-_GZOO_LAYERS: dict[str, tuple[type[nn.Module], type[nn.Module]]] = {
-    "p4": (P4LiftConv, P4Conv),
-    "p4m": (P4MLiftConv, P4MConv),
-    "p8": (P8LiftConv, P8Conv),
-}
-
-
-def _e2cnn_layers(group: str) -> tuple[type[nn.Module], type[nn.Module]]:
-    """The e2cnn twins (C4, D4, C8 regular fields), imported on demand."""
-    from gzoo.layers import reference as ref
-
-    return {
-        "p4": (ref.E2P4LiftConv, ref.E2P4Conv),
-        "p4m": (ref.E2P4MLiftConv, ref.E2P4MConv),
-        "p8": (ref.E2P8LiftConv, ref.E2P8Conv),
-    }[group]
 
 
 def _p8_rotation_kwargs(cls: type[nn.Module], rotation: str) -> dict[str, Any]:
