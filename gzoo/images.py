@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+import textwrap
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -289,8 +290,8 @@ def image_card(config: dict[str, Any], name: str | None = None) -> str:
         ("training", (
             f"{train.get('recipe', {}).get('epochs', '?')} epochs on all training digits, "
             f"recipe `{train.get('recipe', {})}`, dropout {train.get('dropout', '?')}; "
-            f"{metrics.get('seconds_per_epoch', float('nan')):.1f} s per epoch on "
-            f"{train.get('torch_threads', '?')} CPU thread(s) ({train.get('machine', '?')})")),
+            f"{metrics.get('cpu_seconds_per_epoch', float('nan')):.1f} CPU seconds per epoch "
+            f"on one thread ({train.get('machine', '?')}, commit {train.get('commit', '?')})")),
         ("gzoo", str(config.get("gzoo_version", "?"))),
     ]
     lines = [f"# {title} — rotated MNIST, {group or 'plain CNN'}", ""]
@@ -303,9 +304,16 @@ def image_card(config: dict[str, Any], name: str | None = None) -> str:
         f"`gzoo eval {title} --data PATH`.", "",
     ]
     if train.get("command"):
+        threads = train.get("threads_per_epoch") or []
+        if len(set(threads)) > 1:  # resumed with another thread count
+            runs = ", ".join(f"{t if t is not None else 'unrecorded'}" for t in threads)
+            how = (f"This run was resumed with another thread count (threads per epoch: {runs}; "
+                   "unrecorded = before the count was logged, 2), so a rerun reproduces its "
+                   "test error to within seed noise, not its weights bit for bit.")
+        else:
+            how = "Deterministic for a given seed and thread count on one machine."
         lines += ["## Reproduce", "", "```bash", str(train["command"]), "```", "",
-                  "Deterministic for a given seed and thread count on one machine; an "
-                  "interrupted run resumes from its last epoch.", ""]
+                  how + " An interrupted run resumes from its last epoch.", ""]
     lines += [f"Weights: `model.safetensors`, sha256 `{config.get('weights_sha256', '?')}`.", ""]
     return "\n".join(lines)
 
@@ -325,20 +333,22 @@ def zoo_section(zoo_dir: str | os.PathLike[str]) -> str:
             f"| `{cfg_path.parent.name}` | {cfg.get('group') or 'plain'} | {cfg['n_params']} | "
             f"{_pct(m.get('test_error'))} | {t.get('seed', '?')} | "
             f"{inv.get('rot90_rel', float('nan')):.0e} | {inv.get('rot45_rel', float('nan')):.3f}"
-            f" | {m.get('seconds_per_epoch', float('nan')):.0f} s |")
+            f" | {m.get('cpu_seconds_per_epoch', float('nan')):.1f} s |")
     if not rows:
         return ""
     head = ("| entry | group | params | test error | seed | Δlogits 90° | Δlogits 45° | "
-            "s/epoch (CPU) |\n|---|---|---|---|---|---|---|---|")
-    return "\n".join([
-        "## Images",
-        "",
+            "CPU s/epoch (1 thread) |\n|---|---|---|---|---|---|---|---|")
+    text = textwrap.fill(
         "Rotated-MNIST digit classifiers (`RotMNISTNet`): `[B, 1, 28, 28]` float pixels in "
         "[0, 1] → logits `[B, 10]`, invariant by construction to exact 90° turns (and mirrors "
         "for p4m). Trained on 12,000 rotated digits, tested on all 10,000 rotated test digits "
-        "(protocol, data checksums and the reproducing command in each card; the whole "
-        "comparison with e2cnn is in the top-level README, section \"Images\"). "
-        "`gzoo eval NAME --data PATH` recomputes the test error from your copy of MNIST.",
+        "(protocol, data checksums and the reproducing command in each card; the comparison "
+        "with e2cnn is in the top-level README, section \"Images\"). "
+        "`gzoo eval NAME --data PATH` recomputes the test error from your copy of MNIST.", 96)
+    return "\n".join([
+        "## Images",
+        "",
+        text,
         "",
         head,
         *rows,
