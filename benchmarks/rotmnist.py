@@ -75,10 +75,8 @@ def run_name(model: str, seed: int) -> str:
 
 
 def read_records(folder: Path) -> list[dict[str, Any]]:
-    out = []
-    for p in sorted(folder.glob("*.json")):
-        out.append(json.loads(p.read_text(encoding="utf-8")))
-    return out
+    """Every run record in ``folder`` (``<model>_s<seed>.json``; not the speed records)."""
+    return [json.loads(p.read_text(encoding="utf-8")) for p in sorted(folder.glob("*_s*.json"))]
 
 
 def best_e2cnn(records: list[dict[str, Any]]) -> str:
@@ -214,8 +212,8 @@ def _pct(values: list[float]) -> str:
 
 
 def read_speed(records: Path) -> dict[str, Any] | None:
-    """The newest interleaved speed record beside the records folder, if any."""
-    found = sorted(records.parent.glob("speed_*t.json"), key=lambda p: p.stat().st_mtime)
+    """The newest interleaved speed record (``speed_<threads>t.json``) in the records folder."""
+    found = sorted(records.glob("speed_*t.json"), key=lambda p: p.stat().st_mtime)
     return json.loads(found[-1].read_text(encoding="utf-8")) if found else None
 
 
@@ -305,7 +303,7 @@ def speed(args: argparse.Namespace) -> dict[str, Any]:
         ["model", "params", "s/epoch", "× p4 (per-round median [q1, q3])", "inference img/s"],
         [[m, r["n_params"], f"{r['seconds_per_epoch']:.1f}", _ratio(r["epoch_time_vs_p4"]),
           f"{r['inference_images_per_s']:.0f}"] for m, r in rows.items()])
-    path = common.write_json(args.records.parent / f"speed_{args.threads}t.json", payload)
+    path = common.write_json(args.records / f"speed_{args.threads}t.json", payload)
     print(f"wrote {path}")
     return payload
 

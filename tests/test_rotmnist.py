@@ -459,7 +459,7 @@ def test_benchmark_script_is_resumable(tmp_path, capsys, monkeypatch):
     speed_argv = ["--speed", "--only", "p4", "cnn", "--speed-repeats", "2", "--threads", "1",
                   "--records", str(tmp_path / "rec")]
     assert bench.main(speed_argv) == 0
-    sp = json.loads((tmp_path / "speed_1t.json").read_text())
+    sp = json.loads((tmp_path / "rec" / "speed_1t.json").read_text())
     assert sorted(sp["models"]) == ["cnn", "p4"] and sp["steps_per_epoch"] == 94
     assert sp["models"]["p4"]["epoch_time_vs_p4"]["median"] == 1.0
     assert sp["models"]["cnn"]["seconds_per_epoch"] > 0
