@@ -120,8 +120,7 @@ def fit(
     With ``state_path``, the state after each epoch is written there (atomically) and a fit
     that finds it resumes from it; delete it to start afresh. Returns the history, one dict per
     epoch: ``{"epoch", "loss", "train_error", "seconds", "cpu_seconds", "threads"}`` (wall and
-    process CPU seconds, torch threads); ``on_epoch`` sees
-    each as it is made.
+    process CPU seconds, torch threads); ``on_epoch`` sees each as it is made.
     """
     if images.dtype != torch.uint8 or images.dim() != 3:
         raise ValueError(f"images must be uint8 [N, 28, 28], got {images.dtype} "
@@ -137,7 +136,7 @@ def fit(
     history: list[dict[str, Any]] = []
     path = Path(state_path) if state_path is not None else None
     if path is not None and path.is_file():
-        state = torch.load(path, weights_only=False)
+        state = torch.load(path, weights_only=True)
         if state["recipe"] != recipe.as_dict() or state["seed"] != seed or state["n"] != n:
             raise ValueError(f"{path}: saved state belongs to another recipe, seed or data "
                              "(delete it to start afresh)")
