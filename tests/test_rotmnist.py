@@ -601,3 +601,7 @@ def test_benchmark_runs_are_claimed_once(tmp_path):
     assert not claim(run)  # held by a live process (this one)
     (run / "lock").write_text("999999999")  # a process that is gone
     assert claim(run)
+
+
+def test_the_three_image_entries_are_shipped():
+    assert IMAGE_ENTRIES == ["rotmnist_p4", "rotmnist_p4m", "rotmnist_p8"]
