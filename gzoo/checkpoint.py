@@ -50,6 +50,7 @@ __all__ = [
     "README_FILE",
     "TASKS",
     "TASK_CA",
+    "TASK_ROTMNIST",
     "TRAINING_FILES",
     "WEIGHTS_FILE",
     "CheckpointError",
@@ -74,8 +75,11 @@ CONFIG_FILE = "config.json"
 README_FILE = "README.md"
 #: The task of a cellular-automaton checkpoint: one step of ``rule`` on the torus.
 TASK_CA = "cellular-automaton"
+#: The task of an image checkpoint: rotated-MNIST digits ``[B, 1, 28, 28]`` → logits ``[B, 10]``
+#: (:mod:`gzoo.mnist`, :class:`gzoo.models.RotMNISTNet`); no rule, a ``"data"`` record instead.
+TASK_ROTMNIST = "rotmnist"
 #: Every task this gzoo reads (``config.json``'s ``"task"``).
-TASKS = (TASK_CA,)
+TASKS = (TASK_CA, TASK_ROTMNIST)
 #: Files a training run adds to a checkpoint folder (:func:`gzoo.train.train`).
 TRAINING_FILES = ("metrics.jsonl", "training_curve.png")
 #: The largest ``config.json`` gzoo reads (bytes); the zoo's are a few kB.
