@@ -29,18 +29,26 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gzoo._checks import check_float, check_int
-from gzoo.mnist import rotate_images
-from gzoo.models.base import ZooModel, model_device_dtype
+from gzoo.mnist import IMAGE_SIZE, RotMNISTProtocol, rotate_images
+from gzoo.models.base import ZooModel, activation_bytes, model_device_dtype
 
 __all__ = [
+    "EVAL_BATCH",
+    "MNIST_LOAD_BYTES",
+    "ROTATE_BYTES_PER_DIGIT",
     "Recipe",
     "error_rate",
     "evaluate_on_protocol",
+    "evaluation_memory",
     "fit",
     "invariance",
     "throughput",
     "to_pixels",
 ]
+
+
+#: Digits scored per forward pass (:func:`error_rate`, :func:`invariance`).
+EVAL_BATCH = 1000
 
 
 @dataclass(frozen=True)
@@ -177,7 +185,7 @@ def fit(
 
 
 @torch.no_grad()
-def _logits(model: nn.Module, x: Tensor, batch: int = 1000) -> Tensor:
+def _logits(model: nn.Module, x: Tensor, batch: int = EVAL_BATCH) -> Tensor:
     """Eval-mode logits of float pixels ``x``, ``batch`` digits at a time on the model's device
     and dtype, returned on the CPU."""
     device, dtype = model_device_dtype(model)
@@ -243,6 +251,28 @@ def throughput(model: nn.Module, images: Tensor, batch: int = 500, repeats: int 
 
 
 # ---------------------------------------------------------------------------- checkpoints
+#: Main memory of the standard MNIST data while it loads: 70,000 digits of 28·28 bytes (and a
+#: label), held as the file's bytes, the decoded array and the tensor.
+MNIST_LOAD_BYTES = 3 * 70_000 * (IMAGE_SIZE * IMAGE_SIZE + 1)
+#: Main memory per digit while the protocol rotates it: the float64 digit, its rotation and
+#: the two float64 sampling coordinates of ``affine_grid``.
+ROTATE_BYTES_PER_DIGIT = 4 * 8 * IMAGE_SIZE * IMAGE_SIZE
+
+
+def evaluation_memory(model: nn.Module, protocol: RotMNISTProtocol) -> tuple[int, int]:
+    """Estimated bytes of :func:`evaluate_on_protocol`: ``(main memory, compute device)``.
+
+    Main memory: loading MNIST (:data:`MNIST_LOAD_BYTES`) and rotating the larger split
+    (:data:`ROTATE_BYTES_PER_DIGIT` per digit); the device: one batch of :data:`EVAL_BATCH`
+    digits through the model, each costing its pixels plus :func:`activation_bytes` of one
+    digit."""
+    _, dtype = model_device_dtype(model)
+    one = torch.zeros(1, 1, IMAGE_SIZE, IMAGE_SIZE)
+    per_digit = activation_bytes(model, lambda: _logits(model, one)) + one.numel() * dtype.itemsize
+    host = MNIST_LOAD_BYTES + ROTATE_BYTES_PER_DIGIT * max(protocol.n_train, protocol.n_test)
+    return host, EVAL_BATCH * per_digit
+
+
 def evaluate_on_protocol(model: ZooModel, data_path: str | os.PathLike[str], *,
                          verify: bool = True) -> dict[str, Any]:
     """Rebuild the rotated test digits of an image checkpoint's protocol (the ``data`` record

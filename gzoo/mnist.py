@@ -57,6 +57,7 @@ __all__ = [
     "RotMNISTProtocol",
     "build_rotmnist",
     "check_images",
+    "check_record",
     "download_mnist",
     "idx_bytes",
     "load_mnist",
@@ -416,7 +417,7 @@ class RotMNISTProtocol:
         check_int("n_train", self.n_train, 2, 60_000)
         check_int("n_val", self.n_val, 1, self.n_train - 1)
         check_int("n_test", self.n_test, 1, 10_000)
-        check_int("seed", self.seed, 0)
+        check_int("seed", self.seed, 0, 2**64 - 1)  # torch.Generator takes 64-bit seeds
 
     def as_dict(self) -> dict[str, int]:
         return {"n_train": self.n_train, "n_val": self.n_val, "n_test": self.n_test,
@@ -492,6 +493,47 @@ def build_rotmnist(mnist: MNIST, protocol: RotMNISTProtocol | None = None) -> Ro
     }
     return RotMNIST(train_x, train_y, test_x, test_y, index, train_deg, test_deg, protocol,
                     record)
+
+
+_SHA256_HEX = frozenset("0123456789abcdef")
+
+
+def _is_sha256(value: object) -> bool:
+    return isinstance(value, str) and len(value) == 64 and set(value) <= _SHA256_HEX
+
+
+def check_record(record: object) -> dict[str, Any]:
+    """``record`` if it is a data record as :func:`build_rotmnist` writes it (what an image
+    checkpoint keeps as its ``config.json``'s ``"data"``), else a ``ValueError`` saying what is
+    wrong. The record: ``{"protocol": {"n_train", "n_val", "n_test", "seed"}`` (a valid
+    :class:`RotMNISTProtocol`), ``"source": {"idx_sha256": {key: sha256} for the four
+    :data:`STANDARD_FILES` keys, "standard": bool, ...}``, ``"rotated_sha256": {"train": sha256,
+    "test": sha256}}``; further keys of ``source`` (format, path, files) are kept as they are.
+    """
+    if not isinstance(record, dict):
+        raise ValueError(f"the data record must be an object, got {type(record).__name__}")
+    protocol = record.get("protocol")
+    if not isinstance(protocol, dict) or set(protocol) != set(RotMNISTProtocol().as_dict()):
+        raise ValueError(f"the data record's protocol must be an object with keys "
+                         f"{sorted(RotMNISTProtocol().as_dict())}, got {str(protocol)[:80]}")
+    try:
+        RotMNISTProtocol(**protocol)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"the data record's protocol is not valid: {e}") from None
+    source = record.get("source")
+    source = source if isinstance(source, dict) else {}
+    idx = source.get("idx_sha256")
+    if (not isinstance(idx, dict) or set(idx) != set(STANDARD_FILES)
+            or not all(_is_sha256(v) for v in idx.values())
+            or not isinstance(source.get("standard"), bool)):
+        raise ValueError("the data record's source must hold idx_sha256 (a sha256 for each of "
+                         f"{sorted(STANDARD_FILES)}) and standard (true or false)")
+    rotated = record.get("rotated_sha256")
+    if (not isinstance(rotated, dict) or set(rotated) != {"train", "test"}
+            or not all(_is_sha256(v) for v in rotated.values())):
+        raise ValueError("the data record's rotated_sha256 must be {\"train\": sha256, "
+                         "\"test\": sha256}")
+    return record
 
 
 # ---------------------------------------------------------------------------- model input
