@@ -191,9 +191,17 @@ def _snippet_source(title: str, folder: str | os.PathLike[str] | None) -> tuple[
     return str(path), "this folder (where it was saved; give its new path if moved)"
 
 
-def _table(rows: list[tuple[str, str]]) -> list[str]:
-    """A card's two-column table, as Markdown lines."""
-    return ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows] + [""]
+def _card_top(heading: str, rows: list[tuple[str, str]], config: Mapping[str, Any], title: str,
+              folder: str | os.PathLike[str] | None, use: list[str]) -> tuple[list[str], str]:
+    """A card's heading, its table (the gzoo version last) and its "Use" snippet — load the
+    checkpoint (:func:`_snippet_source`), then the ``use`` lines — as Markdown lines; and what
+    the snippet loads."""
+    source, comment = _snippet_source(title, folder)
+    rows = [*rows, ("gzoo", str(config.get("gzoo_version", "?")))]
+    lines = [f"# {heading}", "", "| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows), ""]
+    lines += ["## Use", "", "```python", "import torch", "", "import gzoo", "",
+              f"model = gzoo.load_pretrained({source!r})  # {comment}", *use, "```", ""]
+    return lines, source
 
 
 def _weights_line(config: Mapping[str, Any]) -> list[str]:
@@ -259,18 +267,12 @@ def _ca_card(config: Mapping[str, Any], name: str | None,
             f"{steps} in {float(metrics['seconds']):.1f} s "
             f"(seed {train.get('seed_used', train.get('seed', '?'))}, {attempt}, "
             f"device {train.get('device', '?')}, world size {metrics.get('world_size', 1)})")))
-    rows.append(("gzoo", str(config.get("gzoo_version", "?"))))
-
-    source, comment = _snippet_source(title, folder)
-    lines = [f"# {title} — {rule}{common}, {group or model['class']}", "", *_table(rows)]
-    lines += [
-        "## Use", "", "```python", "import torch", "", "import gzoo", "",
-        f"model = gzoo.load_pretrained({source!r})  # {comment}",
+    lines, _ = _card_top(f"{title} — {rule}{common}, {group or model['class']}", rows, config,
+                         title, folder, [
         f"rule = model.checkpoint.rule  # {rule}",
         "boards = torch.rand(8, 64, 64) < 0.3  # bool/uint8 [B, H, W] or [H, W]",
         "next_boards = model.step(boards)",
-        "print(gzoo.verify_exact(model, rule).n_wrong)  # 0 if exact", "```", "",
-    ]
+        "print(gzoo.verify_exact(model, rule).n_wrong)  # 0 if exact"])
     if train.get("command"):
         lines += ["## Reproduce", "", "```bash", str(train["command"]), "```", ""]
         threads = train.get("torch_threads")
@@ -357,19 +359,13 @@ def _image_card(config: Mapping[str, Any], name: str | None,
             + (f"; {float(cpu):.1f} CPU seconds per epoch on one thread" if isinstance(
                 cpu, int | float) else "")
             + f" ({train.get('machine', '?')}, commit {train.get('commit', '?')})")))
-    rows.append(("gzoo", str(config.get("gzoo_version", "?"))))
-
-    source_name, comment = _snippet_source(title, folder)
-    lines = [f"# {title} — rotated MNIST, {group or 'plain CNN'}", "", *_table(rows)]
-    lines += [
-        "## Use", "", "```python", "import torch", "", "import gzoo", "",
-        f"model = gzoo.load_pretrained({source_name!r})  # {comment}",
+    lines, source = _card_top(f"{title} — rotated MNIST, {group or 'plain CNN'}", rows, config,
+                              title, folder, [
         "images = torch.rand(8, 1, 28, 28)  # float [B, 1, 28, 28] in [0, 1], white on black",
         "logits = model(images)  # [B, 10]",
-        "print(logits.argmax(1))  # the predicted digits", "```", "",
-        f"Its test error on your copy of the standard MNIST files: `gzoo eval {source_name} "
-        "--data PATH` (the IDX files, gzipped or not, or `mnist.pkl.gz`).", "",
-    ]
+        "print(logits.argmax(1))  # the predicted digits"])
+    lines += [f"Its test error on your copy of the standard MNIST files: `gzoo eval {source} "
+              "--data PATH` (the IDX files, gzipped or not, or `mnist.pkl.gz`).", ""]
     if train.get("command"):
         threads = list(train.get("threads_per_epoch") or [])
         if len(set(threads)) > 1:
