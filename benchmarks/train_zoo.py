@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from rotmnist import images_section  # the zoo README's image entries (benchmarks/rotmnist.py)
 
 from gzoo._system import cpu_model
 from gzoo.ca import RULES, Rule
@@ -213,6 +214,7 @@ def write_readme(out_dir: Path, report: dict[str, Any]) -> Path:
     floors = {str(r): symmetry_floor(r, "p8") for r in RULES.values()
               if r.neighbourhood == "von_neumann"}
     machine = report.get("machine", {})
+    images = images_section(out_dir)
     text = f"""# The gzoo zoo
 
 Small networks that reproduce Life-like rules **exactly**, one folder per checkpoint
@@ -245,7 +247,7 @@ parameters; the notes call it p4m, the code builds it on rotations only), P4CNN-
 CNN-Small (2,450) and MultiScale (1,004). Its worst rule, B35678/S5678, stopped at 99.77 %; no
 model there was checked for exactness. B234/S is not in its results.
 
-## Why p8 cannot learn the von Neumann rules
+{images + chr(10) if images else ""}## Why p8 cannot learn the von Neumann rules
 
 p8 rotates a 3×3 stencil by 45° with the square-ring rotation, which moves every orthogonal
 neighbour onto a diagonal one. A p8 network with a 3×3 receptive field and group pooling is

@@ -1,5 +1,6 @@
-"""gzoo: group-equivariant CNN layers (p4, p4m, p8), Life-like cellular automata, and a zoo of
-pretrained networks that reproduce their rules exactly."""
+"""gzoo: group-equivariant CNN layers (p4, p4m, p8), Life-like cellular automata, a zoo of
+pretrained networks that reproduce their rules exactly, and rotation-invariant digit
+classifiers (rotated MNIST)."""
 
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ from gzoo.models import (
     MODELS,
     CAModel,
     MultiScale,
+    RotMNISTNet,
     SimpleCNNSmall,
     SimpleCNNTiny,
     build_model,
@@ -73,6 +75,7 @@ __all__ = [
     "P4MLiftConv",
     "P8Conv",
     "P8LiftConv",
+    "RotMNISTNet",
     "Rule",
     "RuleError",
     "SimpleCNNSmall",

@@ -5,16 +5,19 @@ A checkpoint is a folder holding
 * ``model.safetensors`` — the state dict, nothing else (safetensors metadata ``format: pt``);
 * ``config.json`` — ``{"format": "gzoo-checkpoint", "format_version": 1, "gzoo_version",
   "task", "rule", "model": {"class", "kwargs"}, "group", "n_params", "train", "metrics",
-  "files", "weights_sha256"}``, enough to rebuild the model and to check the weights file
-  (``task`` is optional and defaults to ``"cellular-automaton"``, the only task so far; ``rule``
-  is required for that task; ``files`` lists the folder's files, optional);
-* ``README.md`` — a model card generated from the config;
+  "files", "weights_sha256"}``, enough to rebuild the model and to check the weights file.
+  ``task`` (one of :data:`TASKS`) says what the model computes and which models may do it
+  (:data:`TASK_MODELS`); it is optional and defaults to ``"cellular-automaton"``, which
+  requires a ``rule``. An image checkpoint (``"rotmnist"``) has no rule (``null``) and a
+  ``"data"`` record instead: the protocol and the checksums of the data it was tested on
+  (:func:`gzoo.mnist.check_record`). ``files`` lists the folder's files, optional;
+* ``README.md`` — a model card generated from the config (:func:`model_card`, one per task);
 
 and possibly extra files a training run adds (``metrics.jsonl``, ``training_curve.png``).
 
 Loading returns the model in eval mode; what the folder says about it travels beside the
 module's weights as one read-only record, ``model.checkpoint`` (a :class:`CheckpointInfo`:
-``path``, ``task``, ``rule``, and the parsed ``config``).
+``path``, ``task``, ``rule``, and the parsed ``config``, its ``data`` record included).
 
 Saving writes everything into a temporary sibling folder and renames it into place, so a crash
 leaves no half-written checkpoint; it holds a lock on the folder while it writes, never replaces
@@ -41,7 +44,8 @@ from torch import nn
 
 from gzoo._version import __version__
 from gzoo.ca import Rule
-from gzoo.models import MODELS, CAModel, ZooModel
+from gzoo.mnist import check_record
+from gzoo.models import MODELS, CAModel, RotMNISTNet, ZooModel
 
 __all__ = [
     "CONFIG_FILE",
@@ -50,6 +54,8 @@ __all__ = [
     "README_FILE",
     "TASKS",
     "TASK_CA",
+    "TASK_MODELS",
+    "TASK_ROTMNIST",
     "TRAINING_FILES",
     "WEIGHTS_FILE",
     "CheckpointError",
@@ -74,8 +80,13 @@ CONFIG_FILE = "config.json"
 README_FILE = "README.md"
 #: The task of a cellular-automaton checkpoint: one step of ``rule`` on the torus.
 TASK_CA = "cellular-automaton"
+#: The task of an image checkpoint: rotated-MNIST digits ``[B, 1, 28, 28]`` → logits ``[B, 10]``
+#: (:mod:`gzoo.mnist`, :class:`gzoo.models.RotMNISTNet`); no rule, a ``"data"`` record instead.
+TASK_ROTMNIST = "rotmnist"
 #: Every task this gzoo reads (``config.json``'s ``"task"``).
-TASKS = (TASK_CA,)
+TASKS = (TASK_CA, TASK_ROTMNIST)
+#: The models that may do each task: a checkpoint's class must derive from its task's.
+TASK_MODELS: dict[str, type[ZooModel]] = {TASK_CA: CAModel, TASK_ROTMNIST: RotMNISTNet}
 #: Files a training run adds to a checkpoint folder (:func:`gzoo.train.train`).
 TRAINING_FILES = ("metrics.jsonl", "training_curve.png")
 #: The largest ``config.json`` gzoo reads (bytes); the zoo's are a few kB.
@@ -103,7 +114,8 @@ class CheckpointInfo:
 
     Attributes:
         path: the checkpoint folder.
-        task: what the model computes; :data:`TASK_CA` (one step of ``rule``) so far.
+        task: what the model computes, one of :data:`TASKS`: :data:`TASK_CA` (one step of
+            ``rule``) or :data:`TASK_ROTMNIST` (rotated-digit logits).
         rule: the rule of a cellular-automaton checkpoint; ``None`` for a task without one.
         config_json: ``config.json`` as read (JSON text); :attr:`config` parses it.
     """
@@ -133,6 +145,12 @@ class CheckpointInfo:
     def train(self) -> dict[str, Any] | None:
         """The training recipe, with the seed used and the command that reruns it."""
         return self.config.get("train")
+
+    @property
+    def data(self) -> dict[str, Any] | None:
+        """An image checkpoint's data record (protocol, source and rotated-data checksums:
+        :func:`gzoo.mnist.check_record`); ``None`` for a task without one."""
+        return self.config.get("data")
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -173,10 +191,36 @@ def _snippet_source(title: str, folder: str | os.PathLike[str] | None) -> tuple[
     return str(path), "this folder (where it was saved; give its new path if moved)"
 
 
+def _card_top(heading: str, rows: list[tuple[str, str]], config: Mapping[str, Any], title: str,
+              folder: str | os.PathLike[str] | None, use: list[str]) -> tuple[list[str], str]:
+    """A card's heading, its table (the gzoo version last) and its "Use" snippet — load the
+    checkpoint (:func:`_snippet_source`), then the ``use`` lines — as Markdown lines; and what
+    the snippet loads."""
+    source, comment = _snippet_source(title, folder)
+    rows = [*rows, ("gzoo", str(config.get("gzoo_version", "?")))]
+    lines = [f"# {heading}", "", "| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows), ""]
+    lines += ["## Use", "", "```python", "import torch", "", "import gzoo", "",
+              f"model = gzoo.load_pretrained({source!r})  # {comment}", *use, "```", ""]
+    return lines, source
+
+
+def _weights_line(config: Mapping[str, Any]) -> list[str]:
+    return [f"Weights: `{WEIGHTS_FILE}`, sha256 `{config.get('weights_sha256', '?')}`.", ""]
+
+
 def model_card(config: Mapping[str, Any], name: str | None = None, *,
                folder: str | os.PathLike[str] | None = None) -> str:
-    """The ``README.md`` of a checkpoint, generated from its ``config.json``. ``folder``, the
-    checkpoint's folder, makes the snippet load it from any working directory."""
+    """The ``README.md`` of a checkpoint, generated from its ``config.json`` (a card per task).
+    ``folder``, the checkpoint's folder, makes the snippet load it from any working directory.
+    """
+    if _task(config) == TASK_ROTMNIST:
+        return _image_card(config, name, folder)
+    return _ca_card(config, name, folder)
+
+
+def _ca_card(config: Mapping[str, Any], name: str | None,
+             folder: str | os.PathLike[str] | None) -> str:
+    """The card of a cellular-automaton checkpoint: rule, exactness, rollouts, reproduction."""
     rule = Rule.parse(config["rule"])
     common = f" ({rule.name})" if rule.name else ""
     hood = "Moore" if rule.neighbourhood == "moore" else "von Neumann"
@@ -223,19 +267,12 @@ def model_card(config: Mapping[str, Any], name: str | None = None, *,
             f"{steps} in {float(metrics['seconds']):.1f} s "
             f"(seed {train.get('seed_used', train.get('seed', '?'))}, {attempt}, "
             f"device {train.get('device', '?')}, world size {metrics.get('world_size', 1)})")))
-    rows.append(("gzoo", str(config.get("gzoo_version", "?"))))
-
-    source, comment = _snippet_source(title, folder)
-    lines = [f"# {title} — {rule}{common}, {group or model['class']}", ""]
-    lines += ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows] + [""]
-    lines += [
-        "## Use", "", "```python", "import torch", "", "import gzoo", "",
-        f"model = gzoo.load_pretrained({source!r})  # {comment}",
+    lines, _ = _card_top(f"{title} — {rule}{common}, {group or model['class']}", rows, config,
+                         title, folder, [
         f"rule = model.checkpoint.rule  # {rule}",
         "boards = torch.rand(8, 64, 64) < 0.3  # bool/uint8 [B, H, W] or [H, W]",
         "next_boards = model.step(boards)",
-        "print(gzoo.verify_exact(model, rule).n_wrong)  # 0 if exact", "```", "",
-    ]
+        "print(gzoo.verify_exact(model, rule).n_wrong)  # 0 if exact"])
     if train.get("command"):
         lines += ["## Reproduce", "", "```bash", str(train["command"]), "```", ""]
         threads = train.get("torch_threads")
@@ -248,8 +285,99 @@ def model_card(config: Mapping[str, Any], name: str | None = None, *,
                 f"weights, bit for bit, need a single CPU process with that thread count on "
                 f"the same CPU model{where}; elsewhere the floating-point sums round "
                 "differently, and what carries over is exactness and the rollouts.", ""]
-    lines += [f"Weights: `{WEIGHTS_FILE}`, sha256 `{config.get('weights_sha256', '?')}`.", ""]
-    return "\n".join(lines)
+    return "\n".join(lines + _weights_line(config))
+
+
+def _epoch_runs(values: list[Any]) -> str:
+    """``[None, None, 1, 1, 1]`` → ``"epochs 1–2: not logged, 3–5: 1 thread(s)"``."""
+    runs: list[list[Any]] = []  # [value, first epoch, last epoch]
+    for epoch, value in enumerate(values, 1):
+        if runs and runs[-1][0] == value:
+            runs[-1][2] = epoch
+        else:
+            runs.append([value, epoch, epoch])
+    return "epochs " + "; ".join(
+        (f"{a}–{b}" if a != b else f"{a}") + ": "
+        + ("not logged" if v is None else f"{v} thread(s)") for v, a, b in runs)
+
+
+#: What each image model is invariant to by construction, by group.
+_INVARIANT_TO = {"p4": "exact 90° turns", "p4m": "exact 90° turns and mirrors",
+                 "p8": "exact 90° turns (45° turns approximately)"}
+
+
+def _image_card(config: Mapping[str, Any], name: str | None,
+                folder: str | os.PathLike[str] | None) -> str:
+    """The card of a rotated-MNIST checkpoint: protocol, test error, seeds, data checksums,
+    the command that reproduces it, and a snippet that runs without the data."""
+    model = config["model"]
+    kwargs = ", ".join(f"{k}={v!r}" for k, v in model.get("kwargs", {}).items())
+    metrics = config.get("metrics") or {}
+    train = config.get("train") or {}
+    data = config.get("data") or {}
+    protocol = data.get("protocol") or {}
+    source = data.get("source") or {}
+    inv = metrics.get("invariance") or {}
+    group = config.get("group")
+    title = name or f"rotmnist_{group or 'cnn'}"
+    recipe = train.get("recipe") or {}
+    n_test = protocol.get("n_test", "?")
+    rows = [
+        ("task", "rotated MNIST digits: `[B, 1, 28, 28]` float pixels in [0, 1] (white digit on "
+                 "black, as MNIST stores them) → logits `[B, 10]`"),
+        ("model", f"`{model['class']}({kwargs})`"),
+        ("group", group or "none (plain CNN)"),
+        ("parameters", str(config.get("n_params", "?"))),
+        ("test error", f"{_fmt_pct(metrics.get('test_error'))} of the {n_test} rotated test "
+                       f"digits (training seed {train.get('seed', '?')})"),
+        ("invariant by construction", _INVARIANT_TO.get(group or "", "nothing (plain CNN)")),
+    ]
+    if inv:
+        rows.append(("measured Δlogits", (
+            f"90°: {inv['rot90_rel']:.1e}, mirror: {inv['mirror_rel']:.1e}, 45° (bilinear): "
+            f"{inv['rot45_rel']:.3f}, predicted class changed by a 45° turn: "
+            f"{_fmt_pct(inv.get('rot45_flips'))} — mean relative change over "
+            f"{metrics.get('invariance_digits', '?')} test digits")))
+    rows += [
+        ("protocol", (
+            f"{protocol.get('n_train', '?')} of the 60,000 standard training digits drawn with "
+            f"seed {protocol.get('seed', '?')} (the last {protocol.get('n_val', '?')} a "
+            f"validation split), the first {n_test} standard test digits; each turned by a "
+            "seeded uniform angle in [0°, 360°), bilinear, zero fill (`gzoo.mnist`)")),
+        ("data", "standard MNIST, sha256 of the IDX files: " + ", ".join(
+            f"`{k}` {v}" for k, v in (source.get("idx_sha256") or {}).items())
+            + ("" if source.get("standard") else " (**not** the standard files)")),
+        ("rotated digits sha256", ", ".join(
+            f"{k} {v}" for k, v in (data.get("rotated_sha256") or {}).items()) or "—"),
+    ]
+    if recipe:
+        cpu = metrics.get("cpu_seconds_per_epoch")
+        rows.append(("training", (
+            f"{recipe.get('epochs', '?')} epochs on all {protocol.get('n_train', '?')} training "
+            f"digits, recipe `{recipe}` (`gzoo.images.Recipe`), dropout "
+            f"{train.get('dropout', '?')}"
+            + (f"; {float(cpu):.1f} CPU seconds per epoch on one thread" if isinstance(
+                cpu, int | float) else "")
+            + f" ({train.get('machine', '?')}, commit {train.get('commit', '?')})")))
+    lines, source = _card_top(f"{title} — rotated MNIST, {group or 'plain CNN'}", rows, config,
+                              title, folder, [
+        "images = torch.rand(8, 1, 28, 28)  # float [B, 1, 28, 28] in [0, 1], white on black",
+        "logits = model(images)  # [B, 10]",
+        "print(logits.argmax(1))  # the predicted digits"])
+    lines += [f"Its test error on your copy of the standard MNIST files: `gzoo eval {source} "
+              "--data PATH` (the IDX files, gzipped or not, or `mnist.pkl.gz`).", ""]
+    if train.get("command"):
+        threads = list(train.get("threads_per_epoch") or [])
+        if len(set(threads)) > 1:
+            how = (f"This run was resumed with another torch thread count ({_epoch_runs(threads)}"
+                   "), so a rerun reproduces its test error to within seed noise, not its "
+                   "weights bit for bit.")
+        else:
+            how = ("The same weights, bit for bit, need the same seed, thread count and CPU "
+                   "model; elsewhere a rerun reproduces the test error to within seed noise.")
+        lines += ["## Reproduce", "", "```bash", str(train["command"]), "```", "",
+                  how + " An interrupted run resumes from its last epoch.", ""]
+    return "\n".join(lines + _weights_line(config))
 
 
 # ---------------------------------------------------------------------------- output folders
@@ -474,11 +602,12 @@ def save_checkpoint(
     model: nn.Module,
     folder: str | os.PathLike[str],
     *,
-    rule: Rule | str,
+    rule: Rule | str | None = None,
     train_config: Mapping[str, Any] | Any | None = None,
     metrics: Mapping[str, Any] | None = None,
     overwrite: bool = False,
     extra_files: Mapping[str, str | os.PathLike[str]] | None = None,
+    data: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write ``model`` as a checkpoint folder (module docstring); returns the folder.
 
@@ -489,15 +618,21 @@ def save_checkpoint(
     Folders get ``0o777`` and files ``0o666``, less the umask. Every failure is a
     :class:`CheckpointError`, ``OSError`` included; so are weights holding NaN or ±inf.
 
+    The task is the model's (:data:`TASK_MODELS`): a cellular-automaton model needs its
+    ``rule``; an image model (:class:`gzoo.models.RotMNISTNet`) takes no rule and needs its
+    ``data`` record instead.
+
     Args:
         model: a gzoo model (:data:`gzoo.models.MODELS`; a DDP wrapper is unwrapped).
         folder: the checkpoint folder to create.
-        rule: the rule the model simulates.
+        rule: the rule a cellular-automaton model simulates.
         train_config: the training recipe (a mapping, or an object with ``to_dict()``).
-        metrics: results to record (exactness, accuracy, timings, ...).
+        metrics: results to record (exactness, accuracy, test error, timings, ...).
         overwrite: replace an existing checkpoint ``folder``; otherwise an existing ``folder``
             is a :class:`CheckpointError`.
         extra_files: ``{name in the folder: source file}`` copied in as well.
+        data: an image model's data record (:attr:`gzoo.mnist.RotMNIST.record`: protocol and
+            checksums, checked by :func:`gzoo.mnist.check_record`).
     """
     folder = _as_path(folder)
     model = _unwrap(model)
@@ -505,7 +640,28 @@ def save_checkpoint(
         raise CheckpointError(folder, (
             f"can only save gzoo models ({', '.join(sorted(MODELS))}), got {type(model).__name__}"
         ))
-    rule = Rule.parse(rule)
+    task = next((t for t, base in TASK_MODELS.items() if isinstance(model, base)), None)
+    if task is None:
+        raise CheckpointError(folder, f"{type(model).__name__} does no task this gzoo saves "
+                                      f"({', '.join(TASKS)})")
+    if task == TASK_CA:
+        if rule is None:
+            raise CheckpointError(folder, "a cellular-automaton model needs its rule (rule=...)")
+        if data is not None:
+            raise CheckpointError(folder, "data= is the record of an image model; a "
+                                          "cellular-automaton model has a rule instead")
+        rule = Rule.parse(rule)
+    else:
+        if rule is not None:
+            raise CheckpointError(folder, f"an image model ({type(model).__name__}) takes no "
+                                          f"rule, got rule={_short(rule)}")
+        if data is None:
+            raise CheckpointError(folder, f"an image model ({type(model).__name__}) needs its "
+                                          "data record (data=RotMNIST.record)")
+        try:
+            data = check_record(_jsonable(dict(data)))
+        except (TypeError, ValueError) as e:
+            raise CheckpointError(folder, f"bad data record: {e}") from None
     extras = dict(extra_files or {})
     for name, src in extras.items():
         if (not isinstance(name, str) or Path(name).name != name or name.startswith(".")
@@ -526,8 +682,9 @@ def save_checkpoint(
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "gzoo_version": __version__,
-        "task": TASK_CA,
-        "rule": str(rule),
+        "task": task,
+        "rule": None if rule is None else str(rule),
+        **({} if data is None else {"data": data}),
         **model.describe(),
         "train": _jsonable(dict(train_config)) if train_config is not None else None,
         "metrics": _jsonable(dict(metrics)) if metrics is not None else None,
@@ -671,6 +828,14 @@ def read_config(folder: str | os.PathLike[str]) -> dict[str, Any]:
     for key in ("rule", "weights_sha256") if task == TASK_CA else ("weights_sha256",):
         if not isinstance(config.get(key), str):
             raise CheckpointError(path, f"bad config: missing or non-string {key!r}")
+    if task == TASK_ROTMNIST:
+        if config.get("rule") is not None:
+            raise CheckpointError(path, f"bad config: task {task!r} has no rule, got "
+                                        f"{_short(config['rule'])}")
+        try:
+            check_record(config.get("data"))
+        except ValueError as e:
+            raise CheckpointError(path, f"bad config: {e}") from None
     for key, types, want in (("metrics", (dict,), "an object"), ("train", (dict,), "an object"),
                              ("group", (str,), "a string"), ("n_params", (int,), "an int"),
                              ("files", (list,), "a list")):
@@ -689,7 +854,8 @@ def load_checkpoint(
 
     Checks, each a :class:`CheckpointError` naming the file: the device (it must exist here),
     the config (see :func:`read_config`), the rule, the model class (one of
-    :data:`gzoo.models.MODELS`, a cellular-automaton model for that task) and its arguments
+    :data:`gzoo.models.MODELS`, a model of the config's task: :data:`TASK_MODELS`) and its
+    arguments
     (within :data:`gzoo.models.MAX_PARAMS` and :data:`gzoo.models.MAX_DEPTH`, checked before
     anything is allocated), the weights file's sha256 against the config, that the weights fit
     the model (names, shapes, and dtypes: floating weights stay in the file's floating dtype,
@@ -719,9 +885,10 @@ def load_checkpoint(
         raise CheckpointError(cfg_path, (
             f"unknown model class {_short(cls_name)}; this gzoo knows {', '.join(sorted(MODELS))}"
         ))
-    if _task(config) == TASK_CA and not issubclass(cls, CAModel):
+    task = _task(config)
+    if not issubclass(cls, TASK_MODELS[task]):
         raise CheckpointError(cfg_path, (
-            f"task {TASK_CA!r} needs a cellular-automaton model, got class {cls_name!r}"
+            f"task {task!r} needs a {TASK_MODELS[task].__name__} model, got class {cls_name!r}"
         ))
     kwargs = config["model"].get("kwargs", {})
     try:
@@ -776,7 +943,7 @@ def load_checkpoint(
         model.to(dev)
     model.eval()
     model.checkpoint = CheckpointInfo(
-        path=folder, task=_task(config), rule=rule, config_json=json.dumps(config))
+        path=folder, task=task, rule=rule, config_json=json.dumps(config))
     return model
 
 
@@ -849,19 +1016,24 @@ def load_pretrained(
 ) -> ZooModel:
     """Load a zoo checkpoint by name (``"b36s23_p8"``) or any checkpoint folder by path.
 
-    Returns the model in eval mode (a :class:`gzoo.models.CAModel` for a cellular-automaton
-    checkpoint: call ``.step(boards)`` or ``model(onehot)``), carrying a read-only
-    :class:`CheckpointInfo` as ``model.checkpoint`` (``.rule``, ``.config``, ``.path``, ...).
-    Failures raise :class:`CheckpointError`.
+    Returns the model in eval mode — a :class:`gzoo.models.CAModel` for a cellular-automaton
+    checkpoint (call ``.step(boards)`` or ``model(onehot)``), a :class:`gzoo.models.RotMNISTNet`
+    for a rotated-MNIST one (``model(pixels)`` → logits ``[B, 10]``) — carrying a read-only
+    :class:`CheckpointInfo` as ``model.checkpoint`` (``.task``, ``.rule``, ``.config``,
+    ``.data``, ``.path``, ...). Failures raise :class:`CheckpointError`.
     """
     return load_checkpoint(resolve_checkpoint(name_or_path), device)
 
 
-def zoo_entries() -> list[dict[str, Any]]:
-    """One row per installed zoo checkpoint: name, rule, group, params, exact, accuracy (a row
-    whose config cannot be read has an ``error`` instead)."""
+def zoo_entries(task: str | None = None) -> list[dict[str, Any]]:
+    """One row per installed zoo checkpoint (of ``task`` only, one of :data:`TASKS`, when
+    given): name, task, rule (``None`` for images), group, model, params, and the results —
+    exact and accuracy for a cellular automaton, test_error for an image model. A row whose
+    config cannot be read has an ``error`` instead (and is listed under every task)."""
     from gzoo import zoo
 
+    if task is not None and task not in TASKS:
+        raise ValueError(f"task must be one of {list(TASKS)} or None, got {_short(task)}")
     rows: list[dict[str, Any]] = []
     for name in zoo.available():
         try:
@@ -869,14 +1041,20 @@ def zoo_entries() -> list[dict[str, Any]]:
         except CheckpointError as e:
             rows.append({"name": name, "error": e.reason})
             continue
+        if task is not None and _task(config) != task:
+            continue
         metrics = config.get("metrics") or {}
-        rows.append({
+        row = {
             "name": name,
-            "rule": config["rule"],
+            "task": _task(config),
+            "rule": config.get("rule"),
             "group": config.get("group"),
             "model": config["model"]["class"],
             "n_params": config.get("n_params"),
-            "exact": metrics.get("exact"),
-            "accuracy": metrics.get("accuracy"),
-        })
+        }
+        if row["task"] == TASK_CA:
+            row |= {"exact": metrics.get("exact"), "accuracy": metrics.get("accuracy")}
+        else:
+            row["test_error"] = metrics.get("test_error")
+        rows.append(row)
     return rows

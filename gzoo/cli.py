@@ -9,6 +9,7 @@
     gzoo simulate --pattern gun.rle --out a.gif  an RLE pattern on a torus
     gzoo train --rule B36/S23 --model p8 --out DIR
     gzoo eval DIR_OR_NAME                        exactness, held-out accuracy, rollout agreement
+    gzoo eval rotmnist_p4 --data PATH            an image entry's rotated-MNIST test error
     gzoo zoo                                     the installed checkpoints
 
 Every option is checked before any work (ranges, densities in [0, 1], devices that exist,
@@ -24,7 +25,7 @@ import os
 import sys
 from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import torch
 
@@ -32,7 +33,7 @@ from gzoo.ca.families import FAMILIES
 
 if TYPE_CHECKING:
     from gzoo.ca import Rule
-    from gzoo.models import CAModel
+    from gzoo.models import CAModel, ZooModel
     from gzoo.train import TrainConfig
 
 
@@ -476,7 +477,71 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
 
 
 # ---------------------------------------------------------------------------- eval
+#: ``gzoo eval``'s options for a cellular-automaton checkpoint and their defaults (an image
+#: checkpoint refuses them, so they default to ``None`` on the command line).
+EVAL_CA_DEFAULTS: dict[str, Any] = {
+    "rule": None, "size": 64, "steps": 64, "boards": 16, "seed": 12345}
+#: ``gzoo eval``'s options for an image checkpoint.
+EVAL_IMAGE_OPTIONS = ("data", "unverified")
+
+
 def _eval(args: argparse.Namespace) -> int:
+    """Evaluate a checkpoint on its task: a cellular automaton (:func:`_eval_ca`) or rotated
+    MNIST (:func:`_eval_image`); the other task's options are refused."""
+    from gzoo.checkpoint import TASK_CA, load_pretrained
+
+    model = load_pretrained(args.checkpoint, device=args.device)
+    info = model.checkpoint
+    task = info.task if info is not None else TASK_CA
+    if task == TASK_CA:
+        given = [f"--{k}" for k in EVAL_IMAGE_OPTIONS if getattr(args, k) not in (None, False)]
+        if given:
+            raise ValueError(f"{' and '.join(given)} apply to image checkpoints; "
+                             f"{args.checkpoint} is a cellular-automaton checkpoint (its options: "
+                             "--rule, --size, --steps, --boards, --seed)")
+        for k, v in EVAL_CA_DEFAULTS.items():
+            if getattr(args, k) is None:
+                setattr(args, k, v)
+        return _eval_ca(args)
+    given = [f"--{k}" for k in EVAL_CA_DEFAULTS if getattr(args, k) is not None]
+    if given:
+        raise ValueError(f"{', '.join(given)} apply to cellular-automaton checkpoints; "
+                         f"{args.checkpoint} is an image checkpoint (task {task!r}): give "
+                         "--data PATH (and --unverified for non-standard files)")
+    return _eval_image(args, model)
+
+
+def _eval_image(args: argparse.Namespace, model: ZooModel) -> int:
+    """The test error of an image checkpoint on the rotated digits rebuilt from ``--data``."""
+    from gzoo.images import evaluate_on_protocol, evaluation_memory
+    from gzoo.mnist import RotMNISTProtocol
+
+    if args.data is None:
+        raise ValueError(f"{args.checkpoint} is an image checkpoint: give --data PATH, the "
+                         "standard MNIST files (the four IDX files, gzipped or not, or "
+                         "mnist.pkl.gz)")
+    info = model.checkpoint
+    if info is None or info.data is None:  # load_pretrained gives both to an image model
+        raise ValueError(f"{args.checkpoint} carries no rotated-MNIST data record")
+    protocol = RotMNISTProtocol(**info.data["protocol"])
+    host, work = evaluation_memory(model, protocol)
+    _check_memory(f"rebuilding and scoring {protocol.n_test:,} rotated test digits", "",
+                  host=host, work=work, device=args.device)
+    kwargs = ", ".join(f"{k}={v!r}" for k, v in model.init_kwargs().items())
+    print(f"{args.checkpoint}: {type(model).__name__}({kwargs}), {model.n_params} params; "
+          f"task {info.task}")
+    res = evaluate_on_protocol(model, args.data, verify=not args.unverified)
+    same = ("the digits it was tested on, byte for byte" if res["matches_record"] else
+            "NOT the digits it was tested on (other data, or --unverified files)")
+    print(f"test error: {100 * res['test_error']:.2f} % of {res['n_test']:,} rotated test digits "
+          f"(protocol {res['protocol']}; {same})")
+    recorded = info.metrics.get("test_error")
+    if isinstance(recorded, int | float):
+        print(f"recorded:   {100 * recorded:.2f} %")
+    return 0
+
+
+def _eval_ca(args: argparse.Namespace) -> int:
     from gzoo.ca import Rule, make_dataset
     from gzoo.models import activation_bytes_per_cell
     from gzoo.verify import dataset_accuracy, rollout_agreement, verify_exact
@@ -518,18 +583,24 @@ def _zoo(args: argparse.Namespace) -> int:
     if not rows:
         print("no checkpoints installed in gzoo.zoo")
         return 0
-    head = ("name", "rule", "group", "params", "exact", "accuracy")
+
+    def pct(x: object) -> str:
+        return f"{100 * x:.2f} %" if isinstance(x, int | float) else "?"
+
+    head = ("name", "task", "rule", "group", "params", "exact", "accuracy", "test error")
     table = [head]
     for r in rows:
         if "error" in r:
-            table.append((r["name"], "?", "?", "?", "?", f"unreadable: {r['error']}"))
+            table.append((r["name"], "?", "?", "?", "?", "?", "?", f"unreadable: {r['error']}"))
             continue
-        acc = r.get("accuracy")
+        group, params = r.get("group") or r["model"], str(r.get("n_params", "?"))
+        if "test_error" in r:  # an image entry: no rule, a test error
+            table.append((r["name"], r["task"], "-", group, params, "-", "-",
+                          pct(r["test_error"])))
+            continue
         exact = "yes" if r.get("exact") is True else "no" if r.get("exact") is False else "?"
-        table.append((
-            r["name"], r["rule"], r.get("group") or r["model"], str(r.get("n_params", "?")),
-            exact, f"{100 * acc:.2f} %" if isinstance(acc, int | float) else "?",
-        ))
+        table.append((r["name"], r["task"], r["rule"], group, params, exact,
+                       pct(r.get("accuracy")), "-"))
     widths = [max(len(row[i]) for row in table) for i in range(len(head))]
     for row in table:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
@@ -543,8 +614,11 @@ def _add_device(parser: argparse.ArgumentParser) -> None:
                              "here (default cpu)")
 
 
-def _add_seed(parser: argparse.ArgumentParser, default: int, what: str) -> None:
-    parser.add_argument("--seed", type=_SEED, default=default,
+def _add_seed(parser: argparse.ArgumentParser, default: int, what: str, *,
+              fallback: bool = False) -> None:
+    """``--seed``; with ``fallback`` its value is ``None`` unless given (the command applies
+    ``default`` where the option applies)."""
+    parser.add_argument("--seed", type=_SEED, default=None if fallback else default,
                         help=f"seed of {what}, 0..2^64-1 (default {default})")
 
 
@@ -625,13 +699,25 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--weights-hash-file", help=argparse.SUPPRESS)  # tests: rank-suffixed sha
     tr.set_defaults(func=_train)
 
-    ev = sub.add_parser("eval", help="exactness, held-out accuracy and rollout agreement")
+    ev = sub.add_parser(
+        "eval", help="a cellular automaton's exactness, held-out accuracy and rollout "
+                     "agreement, or an image entry's rotated-MNIST test error (--data)")
     ev.add_argument("checkpoint", help="zoo name (see gzoo zoo) or checkpoint folder")
-    ev.add_argument("--rule", help="evaluate against this rule instead of the checkpoint's")
-    ev.add_argument("--size", type=_SIZE, default=64, help="board side (default 64)")
-    ev.add_argument("--steps", type=_STEPS, default=64, help="rollout steps (default 64)")
-    ev.add_argument("--boards", type=_SIZE, default=16, help="held-out soups (default 16)")
-    _add_seed(ev, 12345, "the fresh data")
+    d = EVAL_CA_DEFAULTS
+    ev.add_argument("--rule", help="cellular automata: evaluate against this rule instead of "
+                                   "the checkpoint's")
+    ev.add_argument("--size", type=_SIZE, help=f"cellular automata: board side (default "
+                                               f"{d['size']})")
+    ev.add_argument("--steps", type=_STEPS, help=f"cellular automata: rollout steps (default "
+                                                 f"{d['steps']})")
+    ev.add_argument("--boards", type=_SIZE, help=f"cellular automata: held-out soups (default "
+                                                 f"{d['boards']})")
+    _add_seed(ev, d["seed"], "the fresh data (cellular automata)", fallback=True)
+    ev.add_argument("--data", help="image entries: the standard MNIST files, a folder with the "
+                                   "four IDX files (gzipped or not) or mnist.pkl.gz")
+    ev.add_argument("--unverified", action="store_true",
+                    help="image entries: accept MNIST files whose sha256 is not the standard "
+                         "one (the result says so)")
     _add_device(ev)
     ev.set_defaults(func=_eval)
 

@@ -457,8 +457,8 @@ def test_zoo_names(fake_zoo):
     assert torch.equal(loaded.step(boards(1)), model.step(boards(1)))
     assert loaded.checkpoint.rule == Rule.parse("B3/S23")
     (rows,) = zoo_entries()
-    assert rows == {"name": "b3s23_p4m", "rule": "B3/S23", "group": "p4m", "model": "GCNN",
-                    "n_params": 218, "exact": True, "accuracy": 1.0}
+    assert rows == {"name": "b3s23_p4m", "task": TASK_CA, "rule": "B3/S23", "group": "p4m",
+                    "model": "GCNN", "n_params": 218, "exact": True, "accuracy": 1.0}
     with pytest.raises(CheckpointError, match=r"available: b3s23_p4m\)"):
         load_pretrained("b3s23_p8")
 

@@ -321,8 +321,10 @@ def test_zoo_empty_and_listed(tmp_path, monkeypatch, capsys, trained):
     shutil.copytree(trained, tmp_path / "b36s23_p8")
     code, out, _ = run(capsys, "zoo")
     head, row = out.strip().splitlines()
-    assert head.split() == ["name", "rule", "group", "params", "exact", "accuracy"]
-    assert row.split() == ["b36s23_p8", "B36/S23", "p8", "218", "yes", "100.00", "%"]
+    assert head.split() == ["name", "task", "rule", "group", "params", "exact", "accuracy",
+                            "test", "error"]
+    assert row.split() == ["b36s23_p8", "cellular-automaton", "B36/S23", "p8", "218", "yes",
+                           "100.00", "%", "-"]
     code, out, _ = run(capsys, "eval", "b36s23_p8", "--size", 16, "--steps", 2, "--boards", 2)
     assert code == 0 and "exact: 0/512" in out
 

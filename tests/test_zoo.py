@@ -15,12 +15,15 @@ import torch
 import gzoo
 import gzoo.zoo
 from gzoo.ca import RULES, Rule, simulate
+from gzoo.checkpoint import TASK_CA, zoo_entries
 from gzoo.models import preset_name
 from gzoo.train import TrainConfig, train
 from gzoo.verify import rollout_histories, symmetry_floor, verify_exact
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = gzoo.zoo.available()
+ALL = gzoo.zoo.available()
+#: The cellular-automaton entries (the image entries: tests/test_rotmnist.py).
+SHIPPED = [r["name"] for r in zoo_entries(TASK_CA)]
 GROUPS = ("p4", "p4m", "p8")
 #: p8's ring rotation exchanges orthogonal and diagonal neighbours: no p8 net can be exact on
 #: a von Neumann rule (zoo/README.md), so those two entries are absent by design.
@@ -64,7 +67,7 @@ def test_checkpoint_is_exact(name):
 
 def test_zoo_readme_lists_every_entry():
     text = (ROOT / "zoo" / "README.md").read_text()
-    for name in SHIPPED:
+    for name in ALL:
         assert f"`{name}`" in text
     assert "ring rotation" in text
 
@@ -100,6 +103,6 @@ def test_wheel_contains_the_zoo(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "gzoo/zoo/README.md" in names and "gzoo/layers/engine.py" in names
     assert "gzoo/py.typed" in names  # type hints reach mypy/pyright users (PEP 561)
-    for name in SHIPPED:
+    for name in ALL:
         for f in ("model.safetensors", "config.json", "README.md"):
             assert f"gzoo/zoo/{name}/{f}" in names

@@ -1,7 +1,12 @@
-"""gzoo.models: networks that map one-hot boards ``[B, 2, H, W]`` to next-state logits.
+"""gzoo.models: the networks of the zoo.
+
+Cellular automata (:class:`CAModel`: one-hot boards ``[B, 2, H, W]`` → next-state logits):
 
 * :class:`GCNN` — p4 / p4m / p8 group-equivariant CNNs with a 3×3 receptive field;
 * :class:`SimpleCNNTiny`, :class:`SimpleCNNSmall`, :class:`MultiScale` — the notes' plain CNNs.
+
+Images: :class:`RotMNISTNet` — rotation-invariant digit classifiers (plain, p4, p4m, p8 and
+the e2cnn twins), ``[B, 1, 28, 28]`` pixels → logits ``[B, 10]``.
 
 :data:`MODELS` maps class names to classes (a checkpoint names its class); :data:`PRESETS` maps
 the short names of the command line's ``--model`` (``"p8"``, ``"tiny"``, ...) to a class with
@@ -20,6 +25,7 @@ from .base import (
     MAX_PARAMS,
     CAModel,
     ZooModel,
+    activation_bytes,
     activation_bytes_per_cell,
     boards_to_onehot,
     check_param_budget,
@@ -30,6 +36,7 @@ from .base import (
 )
 from .cnn import MultiScale, SimpleCNN, SimpleCNNSmall, SimpleCNNTiny
 from .gcnn import BACKENDS, GCNN
+from .image import RotMNISTNet
 
 __all__ = [
     "BACKENDS",
@@ -41,10 +48,12 @@ __all__ = [
     "CAModel",
     "MultiScale",
     "Preset",
+    "RotMNISTNet",
     "SimpleCNN",
     "SimpleCNNSmall",
     "SimpleCNNTiny",
     "ZooModel",
+    "activation_bytes",
     "activation_bytes_per_cell",
     "boards_to_onehot",
     "build_model",
@@ -61,7 +70,8 @@ __all__ = [
 
 #: Model classes by class name (what a checkpoint's ``config.json`` records).
 MODELS: dict[str, type[ZooModel]] = {
-    c.__name__: c for c in (GCNN, SimpleCNN, SimpleCNNTiny, SimpleCNNSmall, MultiScale)
+    c.__name__: c for c in (GCNN, SimpleCNN, SimpleCNNTiny, SimpleCNNSmall, MultiScale,
+                            RotMNISTNet)
 }
 
 

@@ -37,6 +37,7 @@ __all__ = [
     "MAX_PARAMS",
     "CAModel",
     "ZooModel",
+    "activation_bytes",
     "activation_bytes_per_cell",
     "boards_to_onehot",
     "check_param_budget",
@@ -144,11 +145,10 @@ def predict_next(model: nn.Module, boards: Tensor, *, batch_size: int | None = N
     return _predict(model, as_uint8_boards(boards), batch_size, _argmax)
 
 
-def activation_bytes_per_cell(model: nn.Module, side: int = 32) -> float:
-    """Memory of one forward pass per board cell, in bytes: the one-hot input plus the output of
-    every leaf module, measured with forward hooks on one ``side×side`` board. An upper bound
-    of the peak (PyTorch frees most activations along the way); memory estimates of long runs
-    on large boards use it before they start."""
+def activation_bytes(model: nn.Module, run: Callable[[], object]) -> int:
+    """Bytes of the outputs of every leaf module of ``model`` while ``run()`` runs it, measured
+    with forward hooks: an upper bound of a forward pass's peak (PyTorch frees most activations
+    along the way) that memory estimates take before a long run starts."""
     total = 0
 
     def hook(module: nn.Module, inputs: object, output: object) -> None:
@@ -159,10 +159,18 @@ def activation_bytes_per_cell(model: nn.Module, side: int = 32) -> float:
     leaves = [m for m in model.modules() if not any(True for _ in m.children())]
     handles = [m.register_forward_hook(hook) for m in leaves]
     try:
-        predict_logits(model, torch.zeros(side, side, dtype=torch.uint8))
+        run()
     finally:
         for h in handles:
             h.remove()
+    return total
+
+
+def activation_bytes_per_cell(model: nn.Module, side: int = 32) -> float:
+    """Memory of one forward pass per board cell, in bytes: the one-hot input plus
+    :func:`activation_bytes` on one ``side×side`` board."""
+    board = torch.zeros(side, side, dtype=torch.uint8)
+    total = activation_bytes(model, lambda: predict_logits(model, board))
     _, dtype = model_device_dtype(model)
     return total / (side * side) + 2 * dtype.itemsize  # + the one-hot input [1, 2, H, W]
 
