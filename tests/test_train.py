@@ -159,7 +159,7 @@ def test_every_model_kind_trains(model, kwargs):
     assert [r.step for r in checks] == [2, 4]
     if res.model.receptive_field > 3:  # the pattern check is skipped below 100 % accuracy
         assert all(r.n_wrong is None for r in checks if r.acc < 1)
-        assert res.verify.method == "contexts"
+        assert res.verify.method == "evidence"
 
 
 def test_restarts_use_new_seeds_and_keep_the_best():
