@@ -155,7 +155,7 @@ def _conv2d_geometry(m: nn.Conv2d) -> _Geometry | str:
     return _Geometry(k, d, s, pads, m.padding_mode)
 
 
-def _group_geometry(m: nn.Module) -> _Geometry | str:
+def _group_geometry(m: Any) -> _Geometry | str:
     """A hand-written group layer: its own attributes are what ``correlate`` uses."""
     k, d, s, p = (m.kernel_size, m.dilation, m.stride, m.padding)
     return _Geometry(k, d, s, (p,) * 4, m.padding_mode)
@@ -165,7 +165,7 @@ def _e2cnn_geometry(m: nn.Module) -> _Geometry | str:
     """An e2cnn twin: the inner ``R2Conv`` is what convolves; read its attributes."""
     from e2cnn import nn as enn
 
-    conv = getattr(m, "conv", None)
+    conv: Any = getattr(m, "conv", None)
     if type(conv) is not enn.R2Conv:
         return f"{type(m).__name__}.conv is {type(conv).__name__}, not e2cnn's R2Conv"
     k, d, s = _square(conv.kernel_size), _square(conv.dilation), _square(conv.stride)

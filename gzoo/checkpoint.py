@@ -5,9 +5,11 @@ A checkpoint is a folder holding
 * ``model.safetensors`` — the state dict, nothing else (safetensors metadata ``format: pt``);
 * ``config.json`` — ``{"format": "gzoo-checkpoint", "format_version": 1, "gzoo_version",
   "task", "rule", "model": {"class", "kwargs"}, "group", "n_params", "train", "metrics",
-  "weights_sha256"}``, enough to rebuild the model and to check the weights file (``task`` is
-  optional and defaults to ``"cellular-automaton"``, the only task so far; ``rule`` is required
-  for that task);
+  "certificate", "weights_sha256"}``, enough to rebuild the model and to check the weights file
+  (``task`` is optional and defaults to ``"cellular-automaton"``, the only task so far; ``rule``
+  is required for that task; ``certificate`` is optional: what
+  :meth:`gzoo.verify.ExactResult.certificate` established — the method, what it covered, the
+  checks and the gzoo version);
 * ``README.md`` — a model card generated from the config;
 
 and possibly extra files a training run adds (``metrics.jsonl``, ``training_curve.png``).
@@ -51,10 +53,12 @@ __all__ = [
     "WEIGHTS_FILE",
     "CheckpointError",
     "CheckpointInfo",
+    "certificate_sentence",
     "load_checkpoint",
     "load_pretrained",
     "model_card",
     "read_config",
+    "recipe_sentence",
     "resolve_checkpoint",
     "save_checkpoint",
     "sha256_file",
@@ -149,6 +153,37 @@ def _fmt_pct(x: object) -> str:
     return f"{100 * float(x):.2f} %" if isinstance(x, int | float) else "—"
 
 
+def certificate_sentence(cert: Mapping[str, Any] | None) -> str:
+    """The card's one sentence on a recorded certificate (``config["certificate"]``)."""
+    if not cert:
+        return "none recorded"
+    version = cert.get("gzoo_version", "?")
+    verdict = "exact" if cert.get("exact") else "not exact"
+    if cert.get("method") == "exhaustive":
+        return (f"proved {verdict} by gzoo {version}: all 512 3×3 neighbourhoods checked, with "
+                "the 3×3 receptive field and the torus boundary read from the layers and the "
+                "locality, boards and determinism checks passed, so this holds on every board "
+                "of every size")
+    failed = [c.get("name") for c in cert.get("checks", []) if not c.get("passed")]
+    return (f"evidence only, not a proof (gzoo {version}): {cert.get('structure', '?')}; "
+            + (f"{verdict}, {', '.join(failed)} check failed" if failed
+               else f"{'no error found' if cert.get('exact') else verdict} in random contexts "
+                    "and the locality, boards and determinism checks"))
+
+
+def recipe_sentence(train: Mapping[str, Any]) -> str:
+    """The card's words for the training recipe of a ``config["train"]`` record."""
+    data = train.get("data_used")
+    if data == "patterns":
+        return (f"patterns: all 512 neighbourhoods on one covering torus, class-balanced, "
+                f"{train.get('population', '?')} nets at once, re-drawn on plateaus "
+                f"(patience {train.get('patience', '?')}), hinge {train.get('hinge', '?')} at "
+                f"margin {train.get('margin', '?')}")
+    if data == "soups":
+        return f"soups: random boards, batches of {train.get('batch_size', '?')}"
+    return "soups: random boards (recorded before the recipes had names)"
+
+
 def model_card(config: Mapping[str, Any], name: str | None = None) -> str:
     """The ``README.md`` of a checkpoint, generated from its ``config.json``."""
     rule = Rule.parse(config["rule"])
@@ -176,6 +211,7 @@ def model_card(config: Mapping[str, Any], name: str | None = None) -> str:
         ("group", group or "none (plain CNN)"),
         ("parameters", str(config.get("n_params", "?"))),
         ("exact", exact),
+        ("certificate", certificate_sentence(config.get("certificate"))),
         ("held-out accuracy", _fmt_pct(metrics.get("accuracy"))),
     ]
     if "rollout_agreement" in metrics:
@@ -186,6 +222,7 @@ def model_card(config: Mapping[str, Any], name: str | None = None) -> str:
         total = metrics.get("total_steps")
         if total is not None and total != metrics.get("steps_run"):
             steps += f" ({total} over all attempts)"
+        rows.append(("recipe", recipe_sentence(train)))
         rows.append(("training", (
             f"{steps} in {float(metrics['seconds']):.1f} s "
             f"(seed {train.get('seed_used', train.get('seed', '?'))}, "
@@ -225,6 +262,7 @@ def save_checkpoint(
     metrics: Mapping[str, Any] | None = None,
     overwrite: bool = False,
     extra_files: Mapping[str, str | os.PathLike[str]] | None = None,
+    certificate: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write ``model`` as a checkpoint folder (module docstring); returns the folder.
 
@@ -236,6 +274,8 @@ def save_checkpoint(
         metrics: results to record (exactness, accuracy, timings, ...).
         overwrite: replace an existing ``folder``; otherwise that is a :class:`CheckpointError`.
         extra_files: ``{name in the folder: source file}`` copied in as well.
+        certificate: what :meth:`gzoo.verify.ExactResult.certificate` established (recorded
+            as ``config["certificate"]``, stated in one sentence on the card).
     """
     folder = Path(folder)
     model = _unwrap(model)
@@ -268,6 +308,7 @@ def save_checkpoint(
             **model.describe(),
             "train": _jsonable(dict(train_config)) if train_config is not None else None,
             "metrics": _jsonable(dict(metrics)) if metrics is not None else None,
+            **({"certificate": _jsonable(dict(certificate))} if certificate is not None else {}),
             "weights_sha256": sha256_file(tmp / WEIGHTS_FILE),
         }
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")

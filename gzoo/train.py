@@ -1,6 +1,17 @@
 r"""Training a model to reproduce a rule exactly.
 
-Objective (the notes' section 1.1.3.3), on a batch of one-hot boards ``x`` with next states ``y``:
+Two recipes, chosen by the data (``TrainConfig.data``; ``"auto"`` picks by the model's
+receptive field as :func:`gzoo.certify.read_structure` reads it from the layers):
+
+**patterns** — for a model whose answer at a cell is a function of its 3×3 window on the torus
+(the GCNNs): all 512 neighbourhoods on one covering torus, the cross-entropy class-balanced over
+the rule's family plus a hinge on the margin, ``population`` nets trained at once as one batched
+model, each re-drawn from a new seed when it stops improving (``patience``) or runs out of
+``steps``, up to ``restarts`` re-draws; training stops as soon as a net is *proved* exact
+(:mod:`gzoo.population` has the equations).
+
+**soups** — for a model that sees more than 3×3 (the notes' plain CNNs): random soups and
+evolved states (:func:`gzoo.ca.make_dataset`), minibatches of ``batch_size`` boards,
 
     L(θ) = CE(f_θ(x), y) + λ Σ_{w ∈ θ, "weight" in name(w)} |w|₁        λ = ``l1`` (1e-5)
 
@@ -8,7 +19,7 @@ minimised with Adam. Every ``check_every`` steps the model is tested on a held-o
 with :func:`gzoo.verify.verify_exact`; training stops as soon as it is *exact* (no wrong 3×3
 neighbourhood and 100 % held-out accuracy). If an attempt is not exact after ``steps`` steps, up
 to ``restarts`` new attempts start from fresh weights with seed ``seed + 1000·attempt`` (small
-GCNNs sometimes settle in a Life-like minimum that never learns, e.g., birth on 6; a new seed
+nets sometimes settle in a Life-like minimum that never learns, e.g., birth on 6; a new seed
 gets out of it). The best attempt is kept.
 
 Determinism: for a given config the data, the initial weights and the batch order depend only on
@@ -16,11 +27,12 @@ the seeds, so a single-process CPU run is reproducible bit for bit with the same
 threads (intra-op parallelism changes the order of floating-point sums).
 
 Distributed: under ``torchrun`` (``WORLD_SIZE > 1``) the process group is initialised (``gloo``
-on CPU, ``nccl`` on CUDA), the model is wrapped in
+on CPU, ``nccl`` on CUDA). Soups: the model is wrapped in
 :class:`~torch.nn.parallel.DistributedDataParallel`, every rank draws the same global batch and
 keeps its shard ``batch[rank::world_size]`` (so the global batch is the same for every world
-size), rank 0 makes the exactness decision and broadcasts it so that all ranks stop together,
-and only rank 0 writes files.
+size). Patterns: every rank takes the loss of its shard of the board's cells and the gradients
+are summed over ranks. Rank 0 makes the exactness decision and broadcasts it so that all ranks
+stop together, and only rank 0 writes files.
 
 Files (rank 0, when ``out`` is given): ``metrics.jsonl`` (one JSON record per step) grows in
 ``<out>.partial/`` while training; at the end the checkpoint folder ``out`` is written (see
@@ -49,6 +61,7 @@ from torch import Tensor, nn
 
 from gzoo._checks import check_int
 from gzoo.ca import Rule, make_dataset
+from gzoo.certify import read_structure
 from gzoo.checkpoint import CheckpointError, save_checkpoint
 from gzoo.models import (
     BACKENDS,
@@ -61,6 +74,7 @@ from gzoo.models import (
     preset_of,
     resolve_model,
 )
+from gzoo.population import PatternData, Tick, train_population
 from gzoo.verify import (
     ExactResult,
     RolloutResult,
@@ -70,6 +84,7 @@ from gzoo.verify import (
 )
 
 __all__ = [
+    "DATA",
     "MODEL_OPTIONS",
     "Attempt",
     "StepRecord",
@@ -102,6 +117,11 @@ MODEL_OPTIONS: dict[str, tuple[type, str, tuple[str, ...] | None]] = {
 }
 
 
+#: The training data (``TrainConfig.data``): ``auto`` picks ``patterns`` for a model whose layers
+#: give a 3×3 receptive field on the torus, else ``soups``.
+DATA = ("auto", "patterns", "soups")
+
+
 @dataclass
 class TrainConfig:
     """The training recipe; JSON-serialisable (:meth:`to_dict`), stored in checkpoints. The one
@@ -111,12 +131,15 @@ class TrainConfig:
     Model: ``model`` is a preset name (``p4``, ``p4m``, ``p8``, ``tiny``, ``small``,
     ``multiscale``) or a class name, ``model_kwargs`` its arguments (``width``, ``depth``, ...).
 
-    Optimisation: ``steps`` per attempt, ``batch_size`` boards per step (the global batch under
-    DDP), Adam with learning rate ``lr``, L1 weight ``l1``, ``seed`` (initial weights and batch
-    order; attempt ``a`` uses ``seed + 1000·a``), ``restarts`` extra attempts, exactness checked
-    every ``check_every`` steps.
+    Recipe (module docstring): ``data`` is ``auto``, ``patterns`` or ``soups``. Patterns:
+    ``population`` nets at once, each re-drawn after ``patience`` steps without fewer wrong
+    patterns or after ``steps`` steps, ``restarts`` re-draws in all; hinge weight ``hinge`` on
+    the margin ``margin``. Soups: attempts of ``steps`` steps, ``restarts`` extra attempts,
+    ``batch_size`` boards per step (the global batch under DDP). Both: Adam with learning rate
+    ``lr``, L1 weight ``l1``, ``seed`` (net or attempt ``a`` starts from seed ``seed + 1000·a``),
+    progress checked every ``check_every`` steps.
 
-    Data (:func:`gzoo.ca.make_dataset`): ``n_boards`` soups of ``board_size``² cells,
+    Soups data (:func:`gzoo.ca.make_dataset`): ``n_boards`` soups of ``board_size``² cells,
     ``pairs_per_board`` pairs each, soup ``density`` range, ``burn_in``, flip ``noise``, seed
     ``data_seed`` (``None``: the same as ``seed``). The held-out set is ``holdout_boards`` soups
     of the same recipe with seed ``data_seed + 1``.
@@ -130,15 +153,31 @@ class TrainConfig:
         f"{', '.join(PRESETS)} (presets: GCNN of that group or the notes' plain CNNs), "
         "or a model class name", always=True))
     model_kwargs: dict[str, Any] = field(default_factory=dict)
-    steps: int = field(default=2000, metadata=_option("steps per attempt", always=True))
-    batch_size: int = field(default=16, metadata=_option("boards per step (global under DDP)"))
+    data: str = field(default="auto", metadata=_option(
+        "training data: patterns (all 512 neighbourhoods, classes balanced; for a model whose "
+        "layers give a 3×3 receptive field on the torus), soups (random boards), or auto "
+        "(patterns where the model allows it)", always=True))
+    steps: int = field(default=2000, metadata=_option(
+        "steps per net (patterns) or per attempt (soups)", always=True))
+    population: int = field(default=4, metadata=_option(
+        "nets trained at once as one batched model (patterns)"))
+    patience: int = field(default=400, metadata=_option(
+        "steps without fewer wrong patterns before a net is replaced by a fresh one (patterns)"))
+    margin: float = field(default=1.0, metadata=_option(
+        "logit margin the hinge term asks of every pattern (patterns)"))
+    hinge: float = field(default=1.0, metadata=_option(
+        "weight of the hinge term (patterns; 0: none)"))
+    batch_size: int = field(default=16, metadata=_option(
+        "boards per step (soups; global under DDP)"))
     lr: float = field(default=1e-2, metadata=_option("Adam learning rate"))
     l1: float = field(default=1e-5, metadata=_option("weight of the L1 term"))
     seed: int = field(default=0, metadata=_option(
-        "seed of the weights and batches; attempt a uses seed + 1000·a", always=True))
-    restarts: int = field(default=2, metadata=_option(
-        "extra attempts with new seeds when not exact", always=True))
-    check_every: int = field(default=100, metadata=_option("steps between exactness checks"))
+        "seed of the weights and batches; net or attempt a starts from seed + 1000·a",
+        always=True))
+    restarts: int = field(default=12, metadata=_option(
+        "fresh nets (patterns) or extra attempts (soups) with new seeds when not exact",
+        always=True))
+    check_every: int = field(default=50, metadata=_option("steps between exactness checks"))
     data_seed: int | None = field(default=None, metadata=_option(
         "seed of the training data (default: the seed)"))
     n_boards: int = 256
@@ -158,8 +197,10 @@ class TrainConfig:
         if not issubclass(cls, CAModel):
             raise ValueError(f"model {self.model!r} is not a cellular-automaton model")
         self.density = (float(self.density[0]), float(self.density[1]))
+        if self.data not in DATA:
+            raise ValueError(f"data must be one of {DATA}, got {self.data!r}")
         for name in ("steps", "batch_size", "check_every", "n_boards", "board_size",
-                     "pairs_per_board", "holdout_boards"):
+                     "pairs_per_board", "holdout_boards", "population", "patience"):
             check_int(name, getattr(self, name))
         for name in ("seed", "restarts", "burn_in"):
             check_int(name, getattr(self, name), minimum=0)
@@ -169,6 +210,10 @@ class TrainConfig:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
         if not self.l1 >= 0:
             raise ValueError(f"l1 must be ≥ 0, got {self.l1!r}")
+        for name in ("margin", "hinge"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+                raise ValueError(f"{name} must be a number ≥ 0, got {value!r}")
 
     @classmethod
     def cli_fields(cls) -> list[Field[Any]]:
@@ -284,10 +329,11 @@ class Attempt:
 class TrainResult:
     """What :func:`train` returns (on every rank; files are written by rank 0 only).
 
-    ``steps_run`` counts the steps of the returned attempt, ``total_steps`` those of all
-    attempts; ``seconds`` is the wall time of all attempts (data generation and the final
-    evaluation excluded); ``seed_used`` is the seed of the returned attempt and
-    ``restarts_used`` the number of attempts before it.
+    ``data`` is the recipe that ran (``"patterns"`` or ``"soups"``). ``steps_run`` counts the
+    steps of the returned net or attempt, ``total_steps`` those of the whole run (patterns: each
+    step trains every net of the population); ``seconds`` is the wall time of the run (data
+    generation and the final evaluation excluded); ``seed_used`` is the seed of the returned
+    net or attempt and ``restarts_used`` the number drawn before it.
     """
 
     model: CAModel
@@ -305,14 +351,19 @@ class TrainResult:
     checkpoint: Path | None = None
     rank: int = 0
     world_size: int = 1
+    data: str = "soups"
 
     def recipe(self, cfg: TrainConfig, out: str | os.PathLike[str]) -> dict[str, Any]:
         """The ``train`` record of a checkpoint's ``config.json``: the recipe, the seeds that
-        produced these weights, and the command that reruns exactly that attempt."""
+        produced these weights, and the command that reruns them (soups: exactly that attempt;
+        patterns: the whole run, whose nets are trained together)."""
+        rerun = cfg.command(str(out), seed=self.seed_used) if self.data == "soups" else \
+            cfg.command(str(out))
         return cfg.to_dict() | {
+            "data_used": self.data,
             "seed_used": self.seed_used,
             "data_seed_used": cfg.effective_data_seed,
-            "command": cfg.command(str(out), seed=self.seed_used),
+            "command": rerun,
             "torch_version": torch.__version__,
             "torch_threads": torch.get_num_threads(),
             "world_size": self.world_size,
@@ -456,7 +507,7 @@ def _check(model: CAModel, rule: Rule, held_x: Tensor, held_y: Tensor
     (a large receptive field and held-out accuracy below 100 %: it could not be exact)."""
     acc = dataset_accuracy(model, held_x, held_y)
     n_wrong = (verify_exact(model, rule).n_wrong
-               if model.receptive_field <= 3 or acc == 1.0 else None)
+               if read_structure(model).local3 or acc == 1.0 else None)
     return (n_wrong == 0 and acc == 1.0), n_wrong, acc
 
 
@@ -464,6 +515,21 @@ def _build(cfg: TrainConfig) -> CAModel:
     model = build_model(cfg.model, **cfg.model_kwargs)
     assert isinstance(model, CAModel)  # TrainConfig accepts cellular-automaton models only
     return model
+
+
+def resolve_data(cfg: TrainConfig) -> str:
+    """The recipe ``cfg`` runs: ``cfg.data``, with ``"auto"`` resolved by the model's structure
+    (:func:`gzoo.certify.read_structure`); ``"patterns"`` for a model that is not certified
+    local on the torus is a ``ValueError`` (its answers on the covering torus would not be its
+    answers on other boards)."""
+    structure = read_structure(_build(cfg))
+    if cfg.data == "auto":
+        return "patterns" if structure.local3 else "soups"
+    if cfg.data == "patterns" and not structure.local3:
+        raise ValueError(
+            f"data='patterns' needs a model whose layers give a 3×3 receptive field on the "
+            f"torus; {cfg.model} {cfg.model_kwargs or ''} has: {structure.summary()}")
+    return cfg.data
 
 
 def train(
@@ -488,15 +554,15 @@ def train(
     out_path = Path(out) if out is not None else None
     if out_path is not None and out_path.exists() and not overwrite:
         raise CheckpointError(out_path, "already exists; pass overwrite=True (CLI: --overwrite)")
-    _build(cfg)  # bad model arguments fail here, before any data is made
+    data = resolve_data(cfg)  # bad model arguments fail here, before any data is made
     ctx = _Dist(cfg.device)
     try:
-        if cfg.batch_size < ctx.world:
+        if data == "soups" and cfg.batch_size < ctx.world:
             raise ValueError(
                 f"batch_size {cfg.batch_size} is smaller than the world size {ctx.world}")
         staging = (out_path.parent / f"{out_path.name}.partial"
                    if out_path is not None and ctx.rank == 0 else None)
-        run = _Run(cfg, rule, ctx, staging, progress)
+        run = _Run(cfg, rule, ctx, staging, progress, data)
         best = run.attempts()
         result = run.result(best)
         if staging is not None and out_path is not None:
@@ -511,17 +577,18 @@ class _Run:
     """One training run: the data, the attempts, the step records and their log."""
 
     def __init__(self, cfg: TrainConfig, rule: Rule, ctx: _Dist, staging: Path | None,
-                 progress: bool | None) -> None:
-        self.cfg, self.rule, self.ctx, self.staging = cfg, rule, ctx, staging
+                 progress: bool | None, data: str) -> None:
+        self.cfg, self.rule, self.ctx, self.staging, self.data = cfg, rule, ctx, staging, data
         data_seed = cfg.effective_data_seed
         recipe: dict[str, Any] = {"density": cfg.density, "burn_in": cfg.burn_in,
                                   "noise": cfg.noise}
-        data = make_dataset(rule, cfg.n_boards, cfg.board_size, cfg.pairs_per_board,
-                            seed=data_seed, **recipe)
+        device = ctx.device
+        if data == "soups":
+            soups = make_dataset(rule, cfg.n_boards, cfg.board_size, cfg.pairs_per_board,
+                                 seed=data_seed, **recipe)
+            self.train_x, self.train_y = soups.x.to(device), soups.y.to(device)
         held = make_dataset(rule, cfg.holdout_boards, cfg.board_size, cfg.pairs_per_board,
                             seed=data_seed + 1, **recipe)
-        device = ctx.device
-        self.train_x, self.train_y = data.x.to(device), data.y.to(device)
         self.held_x, self.held_y = held.x.to(device), held.y.to(device)
         self.main = ctx.rank == 0
         self.show = self.main and (sys.stderr.isatty() if progress is None else progress)
@@ -530,7 +597,8 @@ class _Run:
         self.seconds = 0.0
 
     def attempts(self) -> Attempt:
-        """Run attempts until one is exact or ``restarts + 1`` have run; the best one."""
+        """Soups: run attempts until one is exact or ``restarts + 1`` have run. Patterns: one
+        population run (:meth:`_population`). The best attempt or net."""
         cfg = self.cfg
         best: Attempt | None = None
         start = time.perf_counter()
@@ -541,7 +609,9 @@ class _Run:
                 log = stack.enter_context(
                     open(self.staging / "metrics.jsonl", "w", encoding="utf-8"))
             bar = stack.enter_context(_Progress(self.show))
-            for index in range(cfg.restarts + 1):
+            if self.data == "patterns":
+                best = self._population(start, log, bar)
+            for index in range(0 if best is not None else cfg.restarts + 1):
                 attempt = self._attempt(index, start, log, bar)
                 if best is None or attempt.rank < best.rank:
                     best = attempt
@@ -550,6 +620,51 @@ class _Run:
         self.seconds = time.perf_counter() - start
         assert best is not None  # restarts ≥ 0: at least one attempt ran
         return best
+
+    def _population(self, start: float, log: TextIO | None, bar: _Progress) -> Attempt:
+        """The patterns recipe (:func:`gzoo.population.train_population`): nets proved exact
+        on rank 0, that decision broadcast; each step logged through its leading net."""
+        cfg, ctx = self.cfg, self.ctx
+        dtype = next(_build(cfg).parameters()).dtype
+        data = PatternData.build(self.rule, device=ctx.device, dtype=dtype)
+        draws = cfg.population + cfg.restarts
+
+        def proved(job: int, net: nn.Module) -> bool:
+            ok = 0.0
+            if self.main:
+                res = verify_exact(net, self.rule)
+                ok = float(res.exact and res.method == "exhaustive")
+            return bool(ctx.broadcast([ok])[0])
+
+        def record(tick: Tick) -> None:
+            checked = tick.n_wrong is not None
+            rec = StepRecord(
+                restart=tick.draw, seed=tick.seed, step=tick.draw_step, global_step=tick.step,
+                loss=tick.loss, ce=tick.ce, l1=tick.l1,
+                time=round(time.perf_counter() - start, 4),
+                acc=1.0 - tick.n_wrong / 512 if tick.n_wrong is not None else None,
+                n_wrong=tick.n_wrong, exact=tick.exact)
+            self.history.append(rec)
+            if log is not None:
+                log.write(json.dumps(rec.to_dict()) + "\n")
+                if checked:
+                    log.flush()
+            bar.update(tick.draw, draws, tick.draw_step, cfg.steps, rec.loss, rec.acc,
+                       tick.n_wrong, force=checked)
+
+        def all_reduce(grads: list[Tensor]) -> None:
+            for g in grads:
+                ctx.dist.all_reduce(g)  # Σ over ranks of each rank's shard of the board
+
+        [out] = train_population(
+            lambda: _build(cfg), [data], population=cfg.population, steps=cfg.steps,
+            restarts=cfg.restarts, patience=cfg.patience, seed=cfg.seed, lr=cfg.lr, l1=cfg.l1,
+            margin=cfg.margin, hinge=cfg.hinge, check_every=cfg.check_every, verify=proved,
+            device=ctx.device, on_tick=record, shard=(ctx.rank, ctx.world),
+            all_reduce=all_reduce if ctx.distributed else None)
+        self.global_step = out.steps
+        return Attempt(index=out.draw, seed=out.seed, steps_run=out.steps_run, exact=out.exact,
+                       n_wrong=out.n_wrong, accuracy=1.0 - out.n_wrong / 512, state=out.state)
 
     def _batches(self, gen: torch.Generator) -> Iterator[tuple[Tensor, Tensor]]:
         """This rank's shard ``batch[rank::world]`` of the same global batch on every rank."""
@@ -642,6 +757,7 @@ class _Run:
             steps_run=best.steps_run, total_steps=self.global_step, seconds=self.seconds,
             seed_used=best.seed, restarts_used=best.index, history=self.history,
             verify=verify, rollout=rollout, rank=self.ctx.rank, world_size=self.ctx.world,
+            data=self.data,
         )
 
 
@@ -657,6 +773,7 @@ def _write_checkpoint(result: TrainResult, cfg: TrainConfig, out: Path, staging:
     folder = save_checkpoint(
         result.model, out, rule=cfg.rule, train_config=result.recipe(cfg, out),
         metrics=result.metrics(), overwrite=overwrite,
+        certificate=result.verify.certificate() if result.verify is not None else None,
         extra_files={"metrics.jsonl": staging / "metrics.jsonl", "training_curve.png": curve},
     )
     shutil.rmtree(staging, ignore_errors=True)

@@ -52,6 +52,11 @@ def test_config_defaults_and_json_round_trip():
         ({"restarts": -1}, ValueError, "restarts must be an int ≥ 0"),
         ({"lr": 0.0}, ValueError, "lr must be > 0"),
         ({"data_seed": -2}, ValueError, "data_seed"),
+        ({"data": "boards"}, ValueError, "data must be one of"),
+        ({"population": 0}, ValueError, "population must be a positive int"),
+        ({"patience": 1.5}, TypeError, "patience must be a positive int"),
+        ({"margin": -1.0}, ValueError, "margin must be a number ≥ 0"),
+        ({"hinge": "1"}, ValueError, "hinge must be a number ≥ 0"),
     ],
 )
 def test_config_checks(kw, error, match):
@@ -163,7 +168,8 @@ def test_every_model_kind_trains(model, kwargs):
 
 
 def test_restarts_use_new_seeds_and_keep_the_best():
-    res = train(tiny(steps=6, check_every=3, restarts=2, seed=5))
+    res = train(tiny(steps=6, check_every=3, restarts=2, seed=5, data="soups"))
+    assert res.data == "soups"
     assert not res.exact
     assert [r.restart for r in res.history] == [0] * 6 + [1] * 6 + [2] * 6
     assert sorted({r.seed for r in res.history}) == [5, 1005, 2005]
@@ -176,12 +182,15 @@ def test_restarts_use_new_seeds_and_keep_the_best():
 
 
 def test_learns_highlife_exactly_and_stops_early(tmp_path):
-    """A known-good seed: p8 learns B36/S23 exactly in a few hundred steps, training stops at
-    the first check that finds it exact, and the proof carries over to a large board."""
+    """The default recipe (patterns, a population of nets): p8 learns B36/S23 exactly in a few
+    hundred steps, training stops at the first step whose net is proved exact, and the proof
+    carries over to a large board."""
     cfg = TrainConfig(rule="B36/S23", model="p8", seed=0, steps=1500, restarts=0)
     res = train(cfg, tmp_path / "run")
+    assert res.data == "patterns" and res.verify.method == "exhaustive"
     assert res.exact and res.n_wrong == 0 and res.accuracy == 1.0
-    assert res.steps_run < cfg.steps and res.steps_run % cfg.check_every == 0
+    assert res.steps_run < cfg.steps and res.total_steps == len(res.history)
+    assert res.seed_used in {1000 * d for d in range(cfg.population)}
     assert res.history[-1].exact is True
     assert all(not r.exact for r in res.history[:-1])
     g = torch.Generator().manual_seed(9)
@@ -205,8 +214,12 @@ def test_learns_highlife_exactly_and_stops_early(tmp_path):
     assert weights_digest(loaded) == weights_digest(res.model)
     cfg_json = loaded.checkpoint.config
     assert cfg_json["metrics"]["exact"] is True and cfg_json["metrics"]["n_wrong"] == 0
-    assert cfg_json["train"]["seed_used"] == 0 and cfg_json["train"]["rule"] == "B36/S23"
-    assert "--seed 0" in cfg_json["train"]["command"]
+    assert cfg_json["train"]["seed_used"] == res.seed_used
+    assert cfg_json["train"]["rule"] == "B36/S23" and cfg_json["train"]["data_used"] == "patterns"
+    assert "--seed 0" in cfg_json["train"]["command"]  # the whole population run reruns
+    cert = cfg_json["certificate"]
+    assert cert["method"] == "exhaustive" and cert["exact"] and cert["gzoo_version"]
+    assert "proved exact by gzoo" in (folder / "README.md").read_text()
 
     with pytest.raises(CheckpointError, match="already exists"):
         train(cfg, folder)
