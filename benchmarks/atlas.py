@@ -200,7 +200,7 @@ def ablation(args: argparse.Namespace) -> None:
         ("patterns, uniform over patterns, 1 net, 3 draws", "patterns", plain, "map"),
         ("+ class balance", "patterns", plain, None),
         ("+ hinge (m = 1, μ = 1)", "patterns", replace(plain, hinge=1.0), None),
-        ("+ restarts on plateaus (patience 400, 12 re-draws)", "patterns",
+        ("+ restarts on plateaus (patience 400, 16 re-draws)", "patterns",
          replace(base, population=1), None),
         ("+ population of 4 nets (the default)", "patterns", base, None),
         ("default at width 5 (p4: 6)", "patterns", base, "wide"),

@@ -174,7 +174,7 @@ class TrainConfig:
     seed: int = field(default=0, metadata=_option(
         "seed of the weights and batches; net or attempt a starts from seed + 1000·a",
         always=True))
-    restarts: int = field(default=12, metadata=_option(
+    restarts: int = field(default=16, metadata=_option(
         "fresh nets (patterns) or extra attempts (soups) with new seeds when not exact",
         always=True))
     check_every: int = field(default=50, metadata=_option("steps between exactness checks"))
