@@ -36,9 +36,11 @@ a plain model and :func:`gzoo.verify.verify_exact` must prove it exact (``exhaus
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -50,7 +52,8 @@ from gzoo.ca.covering import covering_torus, pattern_multiplicity
 from gzoo.ca.stencil import N_PATTERNS, pattern_index
 
 __all__ = [
-    "Outcome", "PatternData", "Population", "SlotAdam", "Tick", "pattern_loss", "train_population",
+    "Outcome", "PatternData", "Population", "SlotAdam", "StepRecord", "pattern_loss",
+    "train_population",
 ]
 
 
@@ -215,21 +218,41 @@ class SlotAdam:
 
 
 @dataclass(frozen=True)
-class Tick:
-    """One step of a population run for one job (rule), seen through its *leader*: the net
-    with the fewest wrong patterns at the last check (then the lowest loss). ``n_wrong`` and
-    ``exact`` only at checks (and at the proof)."""
+class StepRecord:
+    """One training step: a line of ``metrics.jsonl`` (both recipes of :mod:`gzoo.train`).
 
-    job: int
-    step: int
-    draw: int
+    ``restart`` is the attempt or drawn net (0 for the first), ``step`` counts within it from
+    1, ``global_step`` over the whole run, ``time`` the seconds since training started. At the
+    exactness checks ``acc`` (held-out accuracy; patterns: the fraction of the 512 patterns
+    right), ``n_wrong`` (wrong 3×3 neighbourhoods, ``None`` when the check was skipped) and
+    ``exact`` are set; elsewhere they are ``None`` and left out of the JSON line. A population
+    run records each step through its *leading* net: the one with the fewest wrong patterns at
+    the last check (then the lowest loss).
+    """
+
+    restart: int
     seed: int
-    draw_step: int
+    step: int
+    global_step: int
     loss: float
     ce: float
     l1: float
+    time: float
+    acc: float | None = None
     n_wrong: int | None = None
     exact: bool | None = None
+
+    @property
+    def checked(self) -> bool:
+        """Whether this step ran an exactness check."""
+        return self.acc is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        if not self.checked:
+            for key in ("acc", "n_wrong", "exact"):
+                del d[key]
+        return d
 
 
 @dataclass(frozen=True)
@@ -254,6 +277,19 @@ class Outcome:
     seconds: float
     cpu_seconds: float
     hard: Tensor = field(repr=False)
+
+
+def _record(draw: list[int], seeds: list[int], losses: Tensor, l1s: Tensor, l1: float,
+            began: float, k: int, step: int, global_step: int, wrong: int | None,
+            exact: bool) -> StepRecord:
+    """Net ``k``'s step as a :class:`StepRecord`; ``acc``/``n_wrong``/``exact`` only when
+    ``wrong`` is known (at checks)."""
+    return StepRecord(
+        restart=draw[k], seed=seeds[k], step=step, global_step=global_step,
+        loss=float(losses[k] + l1 * l1s[k]), ce=float(losses[k]), l1=float(l1s[k]),
+        time=round(time.perf_counter() - began, 4),
+        acc=None if wrong is None else 1.0 - wrong / N_PATTERNS,
+        n_wrong=wrong, exact=None if wrong is None else exact)
 
 
 @dataclass
@@ -294,7 +330,7 @@ def train_population(
     verify: Callable[[int, nn.Module], bool],
     in_flight: int = 1,
     device: torch.device | str = "cpu",
-    on_tick: Callable[[Tick], None] | None = None,
+    on_tick: Callable[[int, StepRecord], None] | None = None,
     on_done: Callable[[Outcome], None] | None = None,
     shard: tuple[int, int] = (0, 1),
     all_reduce: Callable[[list[Tensor]], None] | None = None,
@@ -313,7 +349,8 @@ def train_population(
         check_every: steps between the wrong-pattern counts that drive the plateaus.
         verify: ``(job, net) → bool``, whether a net right on every cell is proved exact.
         in_flight: jobs trained at once.
-        on_tick: called after every step with each job's :class:`Tick`.
+        on_tick: called after every step with each job and its :class:`StepRecord`
+            (``time``: seconds since this call began).
         on_done: called with each job's :class:`Outcome` as soon as it ends.
         shard, all_reduce: ``(rank, world)`` and a gradient all-reduce (sum) under DDP: each rank
             takes the loss of the cells ``i ≡ rank (mod world)``, so the summed gradient is the
@@ -374,7 +411,7 @@ def train_population(
 
     for f in range(flight):  # the first draws are the population's initial weights
         start(list(range(f * population, (f + 1) * population)), 0, fresh=False)
-    t = 0
+    t, began = 0, time.perf_counter()
     while any(j is not None for j in job_of):
         t += 1
         loss_k, d = pattern_loss(pop(board.x)[:, 0], y, w, margin=margin, hinge=hinge)
@@ -382,16 +419,16 @@ def train_population(
         total = (loss_k + (l1 if rank == 0 else 0.0) * l1_k).sum()  # + λ Σ|θ_k|
         losses, l1s = loss_k.detach(), l1_k.detach()
         d = d.detach()
+        record = functools.partial(_record, draw, seeds, losses, l1s, l1, began)
+
         finished: list[_Job] = []
         for k in (d.flatten(1).amin(1) > 0).nonzero().flatten().tolist():  # right everywhere
             job = job_of[k]
             if job is None or job in finished or t < retry[k]:
                 continue
             if verify(job.index, pop.net(k)):
-                if on_tick is not None:
-                    on_tick(Tick(job.index, t - job.started, draw[k], seeds[k], run[k],
-                                 float(losses[k] + l1 * l1s[k]), float(losses[k]),
-                                 float(l1s[k]), n_wrong=0, exact=True))
+                if on_tick is not None:  # proved before this step's update: run[k] steps
+                    on_tick(job.index, record(k, run[k], t - job.started, 0, True))
                 finish(job, job.outcome(True, draw[k], seeds[k], run[k], 0, pop.state(k), t))
                 finished.append(job)
             else:
@@ -410,11 +447,8 @@ def train_population(
             if checked:
                 job.hard += wrong[lead].cpu()
             if on_tick is not None:
-                ticks.append(Tick(job.index, t - job.started, draw[lead], seeds[lead],
-                                  run[lead] + 1, float(losses[lead] + l1 * l1s[lead]),
-                                  float(losses[lead]), float(l1s[lead]),
-                                  n_wrong=n_wrong[lead] if checked else None,
-                                  exact=False if checked else None))
+                ticks.append((job.index, record(lead, run[lead] + 1, t - job.started,
+                                                 n_wrong[lead] if checked else None, False)))
         grads = torch.autograd.grad(total, list(pop.params.values()))
         if all_reduce is not None:
             all_reduce(list(grads))
@@ -442,9 +476,9 @@ def train_population(
                 nw, dr, sd, r, state = job.best
                 finish(job, job.outcome(False, dr, sd, r, nw, state, t))
                 finished.append(job)
-        for tick in ticks:
+        for job_index, rec in ticks:
             if on_tick is not None:
-                on_tick(tick)
+                on_tick(job_index, rec)
         for job in finished:
             start(job.slots, t)
     return [outcomes[i] for i in range(len(jobs))]

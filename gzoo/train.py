@@ -51,7 +51,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
-from dataclasses import Field, asdict, dataclass, field, fields
+from dataclasses import Field, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -74,7 +74,7 @@ from gzoo.models import (
     preset_of,
     resolve_model,
 )
-from gzoo.population import PatternData, Tick, train_population
+from gzoo.population import PatternData, StepRecord, train_population
 from gzoo.verify import (
     ExactResult,
     RolloutResult,
@@ -264,42 +264,6 @@ class TrainConfig:
         if rest:  # arguments the command line cannot set (pool, kernel_size, ...)
             cmd += f"  # and model arguments {rest} (not settable from the command line)"
         return cmd
-
-
-@dataclass(frozen=True)
-class StepRecord:
-    """One training step: a line of ``metrics.jsonl``.
-
-    ``restart`` is the attempt (0 for the first), ``step`` counts within it from 1,
-    ``global_step`` over all attempts, ``time`` the seconds since training started. At the
-    exactness checks ``acc`` (held-out accuracy), ``n_wrong`` (wrong 3×3 neighbourhoods,
-    ``None`` when the check was skipped) and ``exact`` are set; elsewhere they are ``None``
-    and left out of the JSON line.
-    """
-
-    restart: int
-    seed: int
-    step: int
-    global_step: int
-    loss: float
-    ce: float
-    l1: float
-    time: float
-    acc: float | None = None
-    n_wrong: int | None = None
-    exact: bool | None = None
-
-    @property
-    def checked(self) -> bool:
-        """Whether this step ran an exactness check."""
-        return self.acc is not None
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        if not self.checked:
-            for key in ("acc", "n_wrong", "exact"):
-                del d[key]
-        return d
 
 
 @dataclass(frozen=True)
@@ -636,21 +600,15 @@ class _Run:
                 ok = float(res.exact and res.method == "exhaustive")
             return bool(ctx.broadcast([ok])[0])
 
-        def record(tick: Tick) -> None:
-            checked = tick.n_wrong is not None
-            rec = StepRecord(
-                restart=tick.draw, seed=tick.seed, step=tick.draw_step, global_step=tick.step,
-                loss=tick.loss, ce=tick.ce, l1=tick.l1,
-                time=round(time.perf_counter() - start, 4),
-                acc=1.0 - tick.n_wrong / 512 if tick.n_wrong is not None else None,
-                n_wrong=tick.n_wrong, exact=tick.exact)
+        def record(job: int, rec: StepRecord) -> None:
+            rec = replace(rec, time=round(time.perf_counter() - start, 4))  # since the run began
             self.history.append(rec)
             if log is not None:
                 log.write(json.dumps(rec.to_dict()) + "\n")
-                if checked:
+                if rec.checked:
                     log.flush()
-            bar.update(tick.draw, draws, tick.draw_step, cfg.steps, rec.loss, rec.acc,
-                       tick.n_wrong, force=checked)
+            bar.update(rec.restart, draws, rec.step, cfg.steps, rec.loss, rec.acc, rec.n_wrong,
+                       force=rec.checked)
 
         def all_reduce(grads: list[Tensor]) -> None:
             for g in grads:

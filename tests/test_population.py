@@ -98,8 +98,9 @@ def test_redraws_follow_the_seed_rule_and_the_budget():
     [out] = train_population(
         lambda: build_model("p4", width=1), [PatternData.build("B3/S23")], population=2,
         steps=3, restarts=2, patience=10**6, seed=5, lr=1e-2, l1=0.0, margin=1.0, hinge=1.0,
-        check_every=1, verify=never, on_tick=ticks.append)
+        check_every=1, verify=never, on_tick=lambda job, rec: ticks.append(rec))
     seen = {t.seed for t in ticks}
+    assert [t.global_step for t in ticks] == list(range(1, 7)) and ticks[0].n_wrong > 0
     assert not out.exact and out.draws == 4 and out.steps == 6
     assert seen <= {5, 1005, 2005, 3005} and {2005, 3005} & seen
     assert out.seed in {5, 1005, 2005, 3005} and 0 < out.n_wrong <= 512
@@ -111,11 +112,12 @@ def test_plateaus_redraw_before_the_budget():
     [out] = train_population(
         lambda: build_model("p4", width=1), [PatternData.build("B3/S23")], population=1,
         steps=30, restarts=3, patience=4, seed=0, lr=1e-9, l1=0.0, margin=1.0, hinge=1.0,
-        check_every=2, verify=lambda j, n: False, on_tick=ticks.append)
+        check_every=2, verify=lambda j, n: False, on_tick=lambda job, rec: ticks.append(rec))
     # a learning rate of 1e-9 never improves: each net is stale after its first checks and
     # re-drawn long before its 30 steps; the last one, with no re-draw left, runs all 30
     assert out.draws == 4
-    starts = [t.step for t, prev in zip(ticks[1:], ticks, strict=False) if t.draw != prev.draw]
+    starts = [t.global_step for t, prev in zip(ticks[1:], ticks, strict=False)
+              if t.restart != prev.restart]
     assert len(starts) == 3
     assert all(b - a <= 8 for a, b in zip([0, *starts], starts, strict=False))
     assert out.steps == starts[-1] - 1 + 30  # a tick shows the net that stepped
