@@ -118,7 +118,7 @@ def _class_counts(rule: Rule, per_pattern: torch.Tensor) -> dict[str, int]:
     return {fam.class_names[c]: int(v) for c, v in enumerate(sums.tolist()) if v}
 
 
-def _record(job: AtlasJob, cfg: TrainConfig, in_flight: int, **fields: Any) -> dict[str, Any]:
+def _record(job: AtlasJob, in_flight: int, **fields: Any) -> dict[str, Any]:
     base: dict[str, Any] = {k: None for k in RECORD_KEYS}
     base.update(index=job.index, rule=str(job.rule), family=job.rule.family, group=job.group,
                 in_flight=in_flight, gzoo_version=__version__)
@@ -189,7 +189,7 @@ def run_atlas(
             continue
         floor = symmetry_floor(job.rule, job.group)
         if floor > 0:  # no net of this group can be exact: not a failure of the recipe
-            rec = _record(job, cfg, in_flight, status="floor", floor=floor)
+            rec = _record(job, in_flight, status="floor", floor=floor)
             write_json(p, rec)
             records.append(rec)
             continue
@@ -234,7 +234,7 @@ def _train_group(out: Path, todo: list[AtlasJob], cfg: TrainConfig, in_flight: i
             net.load_state_dict(o.state)
             wrong[[w.index for w in verify_exact(net, job.rule).wrong]] = 1
         rec = _record(
-            job, cfg, in_flight, status="exact" if o.exact else "not exact", exact=o.exact,
+            job, in_flight, status="exact" if o.exact else "not exact", exact=o.exact,
             floor=0, n_wrong=o.n_wrong, wrong_classes=_class_counts(job.rule, wrong),
             hard_classes=_class_counts(job.rule, o.hard), steps=o.steps, steps_run=o.steps_run,
             draws=o.draws, seed_used=o.seed, seconds=round(o.seconds, 3),

@@ -277,11 +277,13 @@ def _atlas(args: argparse.Namespace) -> int:
     run_atlas(args.out, family=args.family, n_rules=args.rules, groups=args.groups,
               seed=args.sample_seed, config=cfg, in_flight=args.in_flight, rank=rank,
               world=world, log=None if args.quiet else print)
-    if world > 1:  # the summary waits for every rank's records
+    if world > 1:  # the summary waits for every rank's records, however long they take
+        from datetime import timedelta
+
         import torch.distributed as dist
 
         if not dist.is_initialized():
-            dist.init_process_group("gloo")
+            dist.init_process_group("gloo", timeout=timedelta(days=7))
         dist.barrier()
         dist.destroy_process_group()
     if rank == 0:

@@ -144,9 +144,6 @@ class Population:
 
         self._forward = vmap(one, in_dims=(0, 0, None))
 
-    def __len__(self) -> int:
-        return next(iter(self.params.values())).shape[0]
-
     def _fresh(self, seed: int) -> nn.Module:
         torch.manual_seed(seed)
         return self.build().to(self.device).train()
