@@ -3,6 +3,7 @@
     python benchmarks/atlas.py full          # the issue's sample, one rule at a time (CLI defaults)
     python benchmarks/atlas.py throughput    # `gzoo train` one by one vs `gzoo atlas` batched
     python benchmarks/atlas.py ablation      # what each lever of the recipe buys
+    python benchmarks/atlas.py report        # the tables of ATLAS.md, from the records
 
 **full** — atlases (:mod:`gzoo.atlas`) of seeded samples: ``--moore`` outer-totalistic rules
 (birth and survival sets uniform, B0 included) and ``--vn`` von Neumann and ``--iso`` isotropic
@@ -22,8 +23,9 @@ old default (random soups), then all 512 patterns on the covering torus (uniform
 one net, restarts only after the full budget, no hinge), + class balance, + hinge, + restarts on
 plateaus, + a population of 4 nets (the default), and the default at width 5.
 
-Each writes ``benchmarks/records/atlas_<mode>.json`` (the machine, the commit at the start, the
-recipe, every record and the summary) — the source of every number in ``benchmarks/ATLAS.md``.
+Each writes ``benchmarks/records/atlas_<mode>.json`` (``--records``): the machine, the commit at
+the start, the recipe, every record and the summary — the source of every number in
+``benchmarks/ATLAS.md``.
 Run with ``OMP_NUM_THREADS=1`` (one torch thread is set here too).
 """
 
@@ -67,9 +69,9 @@ def _header(args: argparse.Namespace) -> dict[str, Any]:
             "recipe": TrainConfig().to_dict(), "started": time.time()}
 
 
-def _save(name: str, payload: dict[str, Any]) -> Path:
+def _save(name: str, payload: dict[str, Any], records: Path) -> Path:
     payload["seconds"] = time.time() - payload["started"]
-    path = common.write_json(RECORDS / f"atlas_{name}.json", payload)
+    path = common.write_json(records / f"atlas_{name}.json", payload)
     print(f"wrote {path}")
     return path
 
@@ -89,7 +91,7 @@ def full(args: argparse.Namespace) -> None:
     payload["summary"] = summarize(records)
     payload["records"] = records
     print(format_summary(payload["summary"]))
-    _save("full", payload)
+    _save("full", payload, args.records)
 
 
 # ---------------------------------------------------------------------------- throughput
@@ -160,7 +162,7 @@ def throughput(args: argparse.Namespace) -> None:
               f"torchrun (2) {found['ratio_atlas_2']:.2f}×", flush=True)
     payload["rules"] = [str(x) for x in rules]
     payload["rounds"] = rounds
-    _save("throughput", payload)
+    _save("throughput", payload, args.records)
 
 
 # ---------------------------------------------------------------------------- ablation
@@ -240,7 +242,59 @@ def ablation(args: argparse.Namespace) -> None:
             for g, v in row["groups"].items()), flush=True)
     payload["rules"] = [str(r) for r in rules]
     payload["rows"] = out_rows
-    _save("ablation" + (f"_{args.tag}" if args.tag else ""), payload)
+    _save("ablation" + (f"_{args.tag}" if args.tag else ""), payload, args.records)
+
+
+# ---------------------------------------------------------------------------- report
+def _machine(payload: dict[str, Any]) -> str:
+    m = payload["machine"]
+    git = m["git"]
+    return (f"commit `{git['commit']}`{' (dirty)' if git['dirty'] else ''}, "
+            f"{m['cpu_model']}, {m['cpu_count']} cores, {m['torch_threads']} torch thread, "
+            f"torch {m['torch']}, load average at the start "
+            f"{' '.join(f'{v:.1f}' for v in m['loadavg'] or [])}, {m['time_utc']}")
+
+
+def report(args: argparse.Namespace) -> None:
+    """Print the Markdown tables of benchmarks/ATLAS.md from the records."""
+    path = args.records / "atlas_full.json"
+    if path.exists():
+        full = json.loads(path.read_text())
+        print(f"### Full run ({_machine(full)})\n")
+        print(format_summary(full["summary"]))
+        recs = full["records"]
+        hard = sorted((r for r in recs if r["status"] != "floor"),
+                      key=lambda r: (bool(r["exact"]), -r["cpu_seconds"]))[:10]
+        print("\n| group | rule | status | CPU s | nets | classes wrong most often |")
+        print("|---|---|---|---|---|---|")
+        for r in hard:
+            classes = r["wrong_classes"] if not r["exact"] else r["hard_classes"]
+            top = ", ".join(f"{c} ×{n}" for c, n in sorted(
+                classes.items(), key=lambda kv: -kv[1])[:5])
+            print(f"| {r['group']} | `{r['rule']}` | {r['status']} | {r['cpu_seconds']:.1f} | "
+                  f"{r['draws']} | {top} |")
+    path = args.records / "atlas_throughput.json"
+    if path.exists():
+        tp = json.loads(path.read_text())
+        print(f"\n### Throughput ({_machine(tp)})\n")
+        print("| round | way | wall s | CPU s | exact | rules/hour | × one by one |")
+        print("|---|---|---|---|---|---|---|")
+        for i, r in enumerate(tp["rounds"]):
+            for name in ("one_by_one", "atlas_1", "atlas_2"):
+                x = r[name]
+                ratio = 1.0 if name == "one_by_one" else r[f"ratio_{name}"]
+                print(f"| {i + 1} | {name} | {x['wall']:.1f} | {x['cpu']:.1f} | {x['exact']} | "
+                      f"{x['rules_per_hour']:.0f} | {ratio:.2f} |")
+    for path in sorted(args.records.glob("atlas_ablation*.json")):
+        ab = json.loads(path.read_text())
+        print(f"\n### Ablation {path.name} ({_machine(ab)})\n")
+        print("| recipe | group | exact | median CPU s | max CPU s | total CPU s |")
+        print("|---|---|---|---|---|---|")
+        for row in ab["rows"]:
+            for g, v in row["groups"].items():
+                print(f"| {row['name']} | {g} | {v['exact']}/{v['n']} | "
+                      f"{v['median_cpu_seconds']:.1f} | {v['max_cpu_seconds']:.1f} | "
+                      f"{v['total_cpu_seconds']:.0f} |")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -260,13 +314,19 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("--groups", nargs="+", default=["p4m"])
     a.add_argument("--only", nargs="*", default=None, help="rows whose name starts so")
     a.add_argument("--tag", default="", help="suffix of the JSON name")
+    r = sub.add_parser("report", help="the Markdown tables of ATLAS.md, from the records")
     for p in (f, t, a):
         p.add_argument("--out", type=Path, default=common.DEFAULT_OUT / "atlas")
         p.add_argument("--sample-seed", type=int, default=0)
+    for p in (f, t, a, r):
+        p.add_argument("--records", type=Path, default=RECORDS,
+                       help=f"where the JSON records go (default {RECORDS})")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    args.out.mkdir(parents=True, exist_ok=True)
-    {"full": full, "throughput": throughput, "ablation": ablation}[args.mode](args)
+    if args.mode != "report":
+        args.out.mkdir(parents=True, exist_ok=True)
+    {"full": full, "throughput": throughput, "ablation": ablation,
+     "report": report}[args.mode](args)
     return 0
 
 
