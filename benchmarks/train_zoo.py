@@ -26,7 +26,8 @@ recorded in ``config.json`` and the model card. Entries that are not exact (p8 o
 rules, see ``zoo/README.md``) are reported with what they reached and not shipped.
 
 Every run uses one torch thread, so each recorded recipe reruns bit for bit
-(``--reproduce`` checks that). Results go to ``benchmarks/out/zoo_train.json``.
+(``--reproduce`` checks that). Results go to ``benchmarks/records/zoo_train.json`` (committed:
+the source of zoo/README.md).
 """
 
 from __future__ import annotations
@@ -370,7 +371,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reproduce", action="store_true",
                         help="retrain shipped entries from their recipes and compare")
     parser.add_argument("--overwrite", action="store_true")
-    parser.add_argument("--report", type=Path, default=ROOT / "benchmarks/out/zoo_train.json")
+    parser.add_argument("--report", type=Path,
+                        default=ROOT / "benchmarks" / "records" / "zoo_train.json")
     parser.add_argument("--readme-only", action="store_true",
                         help="only rewrite zoo/README.md from the configs and the report")
     parser.add_argument("--cards-only", action="store_true",

@@ -218,16 +218,23 @@ def model_card(config: Mapping[str, Any], name: str | None = None) -> str:
         rows.append(("rollout agreement", _fmt_pct(metrics["rollout_agreement"])
                      + f" of cells over {metrics.get('rollout_steps', '?')} self-fed steps"))
     if "seconds" in metrics:
-        steps = f"{metrics.get('steps_run', '?')} steps"
-        total = metrics.get("total_steps")
-        if total is not None and total != metrics.get("steps_run"):
-            steps += f" ({total} over all attempts)"
         rows.append(("recipe", recipe_sentence(train)))
-        rows.append(("training", (
-            f"{steps} in {float(metrics['seconds']):.1f} s "
-            f"(seed {train.get('seed_used', train.get('seed', '?'))}, "
-            f"{metrics.get('restarts_used', 0)} restarts, device {train.get('device', '?')}, "
-            f"world size {metrics.get('world_size', 1)})")))
+        seed = train.get("seed_used", train.get("seed", "?"))
+        where = (f"device {train.get('device', '?')}, world size "
+                 f"{metrics.get('world_size', 1)}")
+        if train.get("data_used") == "patterns":  # nets trained together, drawn one by one
+            run = (f"{metrics.get('steps_run', '?')} steps of the net proved exact, "
+                   f"{metrics.get('total_steps', '?')} steps of the population, in "
+                   f"{float(metrics['seconds']):.1f} s (net {metrics.get('restarts_used', 0) + 1}"
+                   f" drawn, seed {seed}, {where})")
+        else:
+            steps = f"{metrics.get('steps_run', '?')} steps"
+            total = metrics.get("total_steps")
+            if total is not None and total != metrics.get("steps_run"):
+                steps += f" ({total} over all attempts)"
+            run = (f"{steps} in {float(metrics['seconds']):.1f} s (seed {seed}, "
+                   f"{metrics.get('restarts_used', 0)} restarts, {where})")
+        rows.append(("training", run))
     rows.append(("gzoo", str(config.get("gzoo_version", "?"))))
 
     lines = [f"# {title} — {rule}{common}, {group or model['class']}", ""]

@@ -470,7 +470,7 @@ def _check(model: CAModel, rule: Rule, held_x: Tensor, held_y: Tensor
     """(exact, n_wrong, held-out accuracy); ``n_wrong = None`` if the pattern check was skipped
     (a large receptive field and held-out accuracy below 100 %: it could not be exact)."""
     acc = dataset_accuracy(model, held_x, held_y)
-    n_wrong = (verify_exact(model, rule).n_wrong
+    n_wrong = (verify_exact(model, rule, checks=False).n_wrong  # a count; the proof at the end
                if read_structure(model).local3 or acc == 1.0 else None)
     return (n_wrong == 0 and acc == 1.0), n_wrong, acc
 

@@ -217,3 +217,12 @@ def _roll(model, board, steps):
     for _ in range(steps):
         board = model.step(board)
     return board
+
+
+def test_a_count_without_checks_is_never_a_proof(life):
+    quick = verify_exact(life, RULE, checks=False)
+    assert quick.n_wrong == 0 and quick.checks == () and quick.method == "evidence"
+    assert "not run" in quick.note
+    life.lift.padding_mode = "zeros"
+    assert verify_exact(life, RULE, checks=False).exact  # blind to the boundary: a count only
+    assert not verify_exact(life, RULE).exact
