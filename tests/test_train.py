@@ -270,3 +270,35 @@ def test_torchrun_two_processes(tmp_path):
     assert weights_digest(model) == h0.strip()
     assert model.checkpoint.config["metrics"]["world_size"] == 2
     assert proc.stdout.count("B3/S23 · p4") == 1  # rank 0 alone reports
+
+
+def test_data_follows_the_certified_receptive_field():
+    from gzoo.train import resolve_data
+
+    assert resolve_data(TrainConfig(model="p4")) == "patterns"
+    assert resolve_data(TrainConfig(model="p8", model_kwargs={"backend": "e2cnn"})) == \
+        "patterns"
+    assert resolve_data(TrainConfig(model="small")) == "soups"
+    assert resolve_data(TrainConfig(model="tiny", model_kwargs={"kernel_size": 3})) == \
+        "patterns"  # a 3×3 plain CNN is local on the torus too
+    assert resolve_data(TrainConfig(model="p4", data="soups")) == "soups"
+    with pytest.raises(ValueError, match="receptive field bound 5 > 3"):
+        resolve_data(TrainConfig(model="small", data="patterns"))
+    with pytest.raises(ValueError, match="receptive field bound 5 > 3"):
+        train(TrainConfig(model="small", data="patterns"))
+
+
+def test_population_run_under_patterns_records_its_nets(tmp_path):
+    cfg = tiny(model_kwargs={"width": 2}, steps=30, check_every=10, population=3, restarts=1,
+               patience=10)
+    res = train(cfg, tmp_path / "run")
+    assert res.data == "patterns" and res.total_steps == len(res.history)
+    draws = {r.restart for r in res.history}
+    assert draws <= set(range(cfg.population + cfg.restarts))
+    assert {r.seed for r in res.history} <= {1000 * d for d in range(4)}
+    lines = [json.loads(s) for s in (tmp_path / "run" / "metrics.jsonl").read_text().split("\n")
+             if s]
+    assert [x["global_step"] for x in lines] == list(range(1, res.total_steps + 1))
+    assert all("acc" in x for x in lines if x["global_step"] % 10 == 0)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["train"][
+        "data_used"] == "patterns"
