@@ -1,4 +1,5 @@
-"""Train (or retrain) the pretrained zoo: every project rule × p4, p4m, p8, shipped only if exact.
+"""Train (or retrain) the pretrained zoo: every project rule and four well-known isotropic rules
+× p4, p4m, p8, shipped only if exact.
 
     python benchmarks/train_zoo.py                      # train every entry, write zoo/ + report
     python benchmarks/train_zoo.py --only b36s23_p8     # one entry
@@ -8,6 +9,15 @@
     python benchmarks/train_zoo.py --cards-only         # rewrite every shipped model card
                                                         # from its config.json (weights and
                                                         # configs untouched)
+    python benchmarks/train_zoo.py --certify            # record verify_exact's certificate in
+                                                        # every shipped config and card
+                                                        # (weights untouched)
+
+GCNN entries are trained with ``gzoo train``'s default recipe (patterns: all 512 neighbourhoods,
+class-balanced, a population of nets; see :mod:`gzoo.population`), the plain CNN baselines with
+random soups (their receptive field is 5×5). A (rule, group) pair whose symmetry floor is
+positive (p8 on a rule that is not invariant under the 45° ring rotation: the von Neumann rules,
+most isotropic rules) is not trained: no net of that group can be exact, and the report says why.
 
 An entry ships (is written to ``zoo/<slug>_<group>/``) only if it is exact: ``verify_exact``
 finds 0 wrong 3×3 neighbourhoods, and self-fed rollouts of 1000 steps from random soups at
@@ -20,7 +30,7 @@ bit only on the same CPU model with the same thread count (the order and roundin
 floating-point sums depend on both); ``--reproduce`` compares the weights where that holds, and
 everywhere compares what carries across machines: exactness (all 512 neighbourhoods) and the
 1000-step rollouts, against what the entry's config records. Results go to
-``benchmarks/out/zoo_train.json``.
+``benchmarks/records/zoo_train.json`` (committed: the source of zoo/README.md).
 """
 
 from __future__ import annotations
@@ -39,7 +49,14 @@ from rotmnist import images_section  # the zoo README's image entries (benchmark
 
 from gzoo._system import cpu_model
 from gzoo.ca import RULES, Rule
-from gzoo.checkpoint import README_FILE, load_checkpoint, model_card, read_config, save_checkpoint
+from gzoo.checkpoint import (
+    CONFIG_FILE,
+    README_FILE,
+    load_checkpoint,
+    model_card,
+    read_config,
+    save_checkpoint,
+)
 from gzoo.train import TrainConfig, train, weights_digest
 from gzoo.verify import rollout_agreement, symmetry_floor, verify_exact
 
@@ -47,6 +64,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 GROUPS = ("p4", "p4m", "p8")
 BASELINES = {"small": ("B3/S23", "B36/S23"), "multiscale": ("B3/S23", "B36/S23")}
+#: Well-known isotropic (Hensel) rules of the zoo, with their LifeWiki names.
+ISOTROPIC: dict[str, str] = {
+    "B3/S2-i34q": "tlife",
+    "B2-a/S12": "Just Friends",
+    "B2i34c/S2-i3": "Salad",
+    "B2ci3ai4c8/S02ae3eijkq4iz5ar6i7e": "Snowflakes",
+}
 ROLLOUT = {"size": 64, "steps": 1000, "densities": (0.1, 0.3, 0.5, 0.7, 0.9)}
 MAX_PARAMS = 320
 #: Wider nets tried, in order, when the default width fails all its restarts.
@@ -57,10 +81,17 @@ def entry_name(rule: Rule, model: str) -> str:
     return f"{rule.slug}_{model}"
 
 
+def rule_name(rule: Rule) -> str | None:
+    return rule.name or ISOTROPIC.get(str(rule))
+
+
 def recipe(rule: Rule, model: str, width: int, seed: int = 0) -> TrainConfig:
-    kwargs: dict[str, Any] = {"width": width, "depth": 1} if model in GROUPS else {}
-    return TrainConfig(rule=str(rule), model=model, model_kwargs=kwargs, seed=seed,
-                       steps=2000, restarts=3)
+    """GCNNs: ``gzoo train``'s defaults at ``width``; baselines: the soups recipe."""
+    if model in GROUPS:
+        return TrainConfig(rule=str(rule), model=model, model_kwargs={"width": width,
+                                                                      "depth": 1}, seed=seed)
+    return TrainConfig(rule=str(rule), model=model, seed=seed, data="soups", steps=2000,
+                       restarts=3, check_every=100)
 
 
 def exactness(model: torch.nn.Module, rule: Rule) -> dict[str, Any]:
@@ -72,6 +103,7 @@ def exactness(model: torch.nn.Module, rule: Rule) -> dict[str, Any]:
         "exact": ver.exact and roll.identical,
         "n_wrong": ver.n_wrong,
         "method": ver.method,
+        "certificate": ver.certificate(),
         "wrong_classes": {f"{'BS'[s]}{n}": k for (s, n), k in ver.wrong_classes().items()},
         "rollout_1000": roll.to_dict(),
     }
@@ -83,8 +115,12 @@ def train_entry(rule: Rule, model: str, out_dir: Path, *, overwrite: bool) -> di
     tries: list[dict[str, Any]] = []
     widths: tuple[int | None, ...] = (None,)
     if model in GROUPS:
-        # where no net of this group can be exact (symmetry_floor > 0), one width measures it
-        widths = WIDTHS if symmetry_floor(rule, model) == 0 else WIDTHS[:1]
+        floor = symmetry_floor(rule, model)
+        if floor > 0:  # no net of this group can be exact: not trained, the floor reported
+            print(f"  {name:<20} floor {floor}/512: not trained", flush=True)
+            return {"name": name, "rule": str(rule), "model": model, "floor": floor,
+                    "shipped": None, "tries": 0}
+        widths = WIDTHS
     for width in widths:
         cfg = recipe(rule, model, width or 0)
         t0 = time.perf_counter()
@@ -114,13 +150,27 @@ def train_entry(rule: Rule, model: str, out_dir: Path, *, overwrite: bool) -> di
             folder = out_dir / name
             shown = folder.relative_to(ROOT) if folder.is_relative_to(ROOT) else folder
             save_checkpoint(res.model, folder, rule=rule, train_config=res.recipe(cfg, shown),
-                            metrics=metrics, overwrite=overwrite)
+                            metrics=metrics, overwrite=overwrite,
+                            certificate=check["certificate"])
             rec["shipped"] = str(folder.relative_to(ROOT)) if folder.is_relative_to(ROOT) \
                 else str(folder)
             rec["tries"] = len(tries)
             return rec
     best = min(tries, key=lambda r: (r["n_wrong"], -r["accuracy"]))
     return best | {"shipped": None, "tries": len(tries)}
+
+
+def certify(folder: Path) -> dict[str, Any]:
+    """Record ``verify_exact``'s certificate in a shipped entry's config and card (weights
+    untouched)."""
+    model = load_checkpoint(folder)
+    ver = verify_exact(model, model.checkpoint.rule)
+    config = read_config(folder)
+    config["certificate"] = ver.certificate()
+    (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    card = model_card(config, folder.name, folder=folder)
+    (folder / README_FILE).write_text(card, encoding="utf-8")
+    return {"name": folder.name, "method": ver.method, "exact": ver.exact}
 
 
 def reproduce(folder: Path) -> dict[str, Any]:
@@ -131,9 +181,10 @@ def reproduce(folder: Path) -> dict[str, Any]:
     rec = model.checkpoint.train
     metrics = model.checkpoint.metrics
     cfg = TrainConfig.from_dict(rec)
-    cfg = dataclasses.replace(cfg, seed=rec["seed_used"], restarts=0,
-                              data_seed=rec["data_seed_used"])
-    res = train(cfg, progress=False)
+    if rec.get("data_used") != "patterns":  # soups: exactly the attempt that made it
+        cfg = dataclasses.replace(cfg, seed=rec["seed_used"], restarts=0,
+                                  data_seed=rec["data_seed_used"])
+    res = train(cfg, progress=False)  # patterns: the whole run (its nets train together)
     check = exactness(res.model, model.checkpoint.rule)
     threads = torch.get_num_threads()
     same_machine = rec.get("cpu") == cpu_model() and rec.get("torch_threads") == threads
@@ -179,40 +230,66 @@ def _fmt_time(seconds: float | None) -> str:
     return "?" if seconds is None else f"{seconds:.1f} s"
 
 
-def write_readme(out_dir: Path, report: dict[str, Any]) -> Path:
-    """``zoo/README.md``: one table, rule × model, from the shipped configs and the report."""
-    by_name = {e["name"]: e for e in report.get("entries", [])}
+def _recipe_word(cfg: dict[str, Any]) -> str:
+    data = (cfg.get("train") or {}).get("data_used")
+    return {"patterns": "patterns", "soups": "soups"}.get(data, "soups (before 0.2)")
+
+
+def _rows(rules: list[Rule], models: list[str], out_dir: Path, by_name: dict[str, Any],
+          published: bool) -> list[tuple[str, ...]]:
+    """Table rows: shipped entries from their configs, the others from the report or their
+    floor."""
     rows = []
-    models = [*GROUPS, *BASELINES]
-    for rule in RULES.values():
+    for rule in rules:
+        label = f"{rule}" + (f" ({rule_name(rule)})" if rule_name(rule) else "")
         for model in models:
             if model in BASELINES and str(rule) not in BASELINES[model]:
                 continue
             name = entry_name(rule, model)
             cfg_path = out_dir / name / "config.json"
+            pub = (PUBLISHED.get(str(rule), ""),) if published else ()
             if cfg_path.is_file():
                 cfg = json.loads(cfg_path.read_text())
                 m = cfg["metrics"]
-                how = ("0/512" if m.get("method") == "exhaustive"
-                       else f"0/512 in {m.get('n_contexts')} contexts each")
-                rows.append((f"`{name}`", f"{rule}" + (f" ({rule.name})" if rule.name else ""),
-                             model, str(cfg["n_params"]), f"**yes** ({how}, 5×1000 steps)",
-                             f"{100 * m['accuracy']:.2f} %", _fmt_time(m.get("seconds")),
-                             PUBLISHED.get(str(rule), "")))
+                cert = (cfg.get("certificate") or {}).get("method", m.get("method"))
+                how = ("proof" if cert == "exhaustive"
+                       else f"evidence: 0/512 in {m.get('n_contexts')} contexts each")
+                rows.append((f"`{name}`", label, model, str(cfg["n_params"]),
+                             f"**yes** (0/512, {how}; 5×1000 steps)", _recipe_word(cfg),
+                             f"{100 * m['accuracy']:.2f} %", _fmt_time(m.get("seconds")), *pub))
+                continue
+            floor = symmetry_floor(rule, model) if model in GROUPS else 0
+            if floor:
+                rows.append((f"{name} (not trained)", label, model, "—",
+                             f"no: floor {floor}/512 for any {model} net", "—", "—", "—", *pub))
             elif name in by_name:
                 e = by_name[name]
-                floor = symmetry_floor(rule, model) if model in GROUPS else 0
-                why = f"no: {e['n_wrong']}/512 wrong" + (
-                    f" (floor {floor}/512 for any {model} net)" if floor else "")
-                rows.append((f"{name} (not shipped)", str(rule), model, str(e["n_params"]), why,
+                rows.append((f"{name} (not shipped)", label, model, str(e["n_params"]),
+                             f"no: {e['n_wrong']}/512 wrong", "soups",
                              f"{100 * e['accuracy']:.2f} %", _fmt_time(e.get("train_seconds")),
-                             PUBLISHED.get(str(rule), "")))
-    head = ("entry", "rule", "model", "params", "exact", "held-out accuracy", "training",
-            "published: p4 MCNN / P4CNN-S / CNN-S / MCNN")
-    table = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    table += ["| " + " | ".join(r) + " |" for r in rows]
+                             *pub))
+    return rows
+
+
+def _table(head: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def write_readme(out_dir: Path, report: dict[str, Any]) -> Path:
+    """``zoo/README.md``: the project rules and the isotropic rules, rule × model, from the
+    shipped configs, the floors and the report."""
+    by_name = {e["name"]: e for e in report.get("entries", [])}
+    head = ("entry", "rule", "model", "params", "exact", "recipe", "held-out accuracy",
+            "training")
+    project = _table((*head, "published: p4 MCNN / P4CNN-S / CNN-S / MCNN"), _rows(
+        list(RULES.values()), [*GROUPS, *BASELINES], out_dir, by_name, published=True))
+    iso_rules = [Rule.parse(r) for r in ISOTROPIC]
+    isotropic = _table(head, _rows(iso_rules, list(GROUPS), out_dir, by_name, published=False))
     floors = {str(r): symmetry_floor(r, "p8") for r in RULES.values()
               if r.neighbourhood == "von_neumann"}
+    iso_floors = {f"{r} ({ISOTROPIC[str(r)]})": symmetry_floor(r, "p8") for r in iso_rules}
+    ring = [f"{r} ({ISOTROPIC[str(r)]})" for r in iso_rules if r.symmetry.ring]
     machine = report.get("machine", {})
     images = images_section(out_dir)
     text = f"""# The gzoo zoo
@@ -231,15 +308,24 @@ boards = torch.rand(8, 64, 64) < 0.3         # bool/uint8 [B, H, W] or [H, W]
 boards = model.step(boards)                  # one step of the network
 ```
 
-An entry ships only if it is exact: `gzoo.verify_exact` finds 0 wrong 3×3 neighbourhoods (all
-512; with a 3×3 receptive field that decides every board of every size) **and** self-fed
-rollouts of 1000 steps from random soups at densities 0.1, 0.3, 0.5, 0.7, 0.9 on 64×64 tori equal
-the simulator at every step. GCNN entries are `GCNN(group, width=4, depth=1)`: a 3×3 lifting
-correlation, one 1×1 group correlation, group max pooling and a 1×1 readout (p4: 154 parameters,
-p4m and p8: 218; the budget is 320). Held-out accuracy is on fresh soups; training time is the
-wall time of all attempts on one CPU thread ({machine.get("platform", "?")}).
+An entry ships only if it is exact: `gzoo.verify_exact` finds 0 wrong 3×3 neighbourhoods — a
+**proof** for the GCNNs, whose 3×3 receptive field and torus boundary `gzoo.certify` reads from
+their layers and checks empirically, so the 512 neighbourhoods decide every board of every size —
+**and** self-fed rollouts of 1000 steps from random soups at densities 0.1, 0.3, 0.5, 0.7, 0.9 on
+64×64 tori equal the simulator at every step. Each `config.json` records the certificate
+(method, what it covered, the checks, the gzoo version) and each card states it in one sentence.
+GCNN entries are `GCNN(group, width=4, depth=1)`: a 3×3 lifting correlation, one 1×1 group
+correlation, group max pooling and a 1×1 readout (p4: 154 parameters, p4m and p8: 218; the
+budget is 320; width 5 only where width 4 failed). The *recipe* column says how an entry was
+trained: **patterns** is `gzoo train`'s default for the GCNNs (all 512 neighbourhoods on one
+covering torus, class-balanced cross-entropy with a hinge, a population of 4 nets re-drawn on
+plateaus; `gzoo.population`), **soups** random boards (the baselines, whose receptive field is
+5×5). Held-out accuracy is on fresh soups; training time is the wall time of the whole run on
+one CPU thread ({machine.get("platform", "?")}).
 
-{chr(10).join(table)}
+## The project's rules
+
+{project}
 
 The last column is the published validation accuracy of the code behind the notes
 (hrjtju/BIMSA, `paper/main.tex` at commit 67f68d6): its e2cnn P4 multi-scale network (1,276
@@ -247,26 +333,45 @@ parameters; the notes call it p4m, the code builds it on rotations only), P4CNN-
 CNN-Small (2,450) and MultiScale (1,004). Its worst rule, B35678/S5678, stopped at 99.77 %; no
 model there was checked for exactness. B234/S is not in its results.
 
-{images + chr(10) if images else ""}## Why p8 cannot learn the von Neumann rules
+## Isotropic rules
 
-p8 rotates a 3×3 stencil by 45° with the square-ring rotation, which moves every orthogonal
-neighbour onto a diagonal one. A p8 network with a 3×3 receptive field and group pooling is
-invariant under it, so it answers alike on all the ring rotations of a neighbourhood. Von Neumann
-rules count only the orthogonal neighbours, and the ring rotations of one neighbourhood can have
-different orthogonal counts; on such an orbit any p8 net must be wrong on part of it. Counting
-orbit by orbit (`gzoo.verify.symmetry_floor`), the best possible p8 net still gets
-{", ".join(f"{n}/512 neighbourhoods wrong for {r}" for r, n in floors.items())}; the trained
-ones reach the figures in the table. p4 and p4m keep orthogonal and diagonal neighbours apart, so
-their floor is 0 and they learn both rules exactly. (For every Moore rule the floor is 0 for all
-three groups.)
+Isotropic (Hensel) rules answer alike on the 8 symmetries of a neighbourhood but distinguish
+neighbourhoods of the same count (102 classes instead of 18): tlife, Just Friends, Salad and
+Snowflakes as named on LifeWiki. p4m and p4 nets are invariant under the square's symmetries
+(or its rotations), which every isotropic rule has, so their floor is 0.
+
+{isotropic}
+
+## Symmetry floors: what a group cannot represent
+
+A GCNN with a 3×3 receptive field and group pooling answers alike on every neighbourhood of an
+orbit of its group; where the rule does not, any such net is wrong on part of the orbit. Counting
+orbit by orbit (`gzoo.verify.symmetry_floor`), the fewest wrong neighbourhoods any net of the
+group can reach is its *floor*; such entries are not trained.
+
+- **p8 and the von Neumann rules.** p8 rotates a 3×3 stencil by 45° with the square-ring
+  rotation, which moves every orthogonal neighbour onto a diagonal one. Von Neumann rules count
+  only the orthogonal neighbours, so the ring rotations of one neighbourhood can have different
+  counts: the best possible p8 net still gets
+  {", ".join(f"{n}/512 neighbourhoods wrong for {r}" for r, n in floors.items())}.
+  p4 and p4m keep orthogonal and diagonal neighbours apart (floor 0).
+- **p8 and isotropic rules.** The ring rotation is not a symmetry of the square, so an isotropic
+  rule is p8-representable only if it happens to be ring-symmetric too:
+  {", ".join(ring) or "none here"} is (the p8 entry above); the others are not, with floors
+  {", ".join(f"{n}/512 for {r}" for r, n in iso_floors.items() if n)}.
+- **p4m and chiral rules.** A rule invariant under the rotations but not the mirrors (the
+  140-class rotational family, written as MAP) has a positive p4m floor and needs p4. All rules
+  here are mirror-symmetric. (For every outer-totalistic Moore rule the floor is 0 for all
+  three groups.)
 
 ## Baselines
 
-The notes' plain CNNs, trained on the same data with the same recipe: `SimpleCNNSmall` (a 5×5
-convolution, then 1×1 layers) and `MultiScale` (3×3, 5×5 and dilated 3×3 branches, batch norm).
-Their receptive field is larger than 3×3, so exactness is checked by embedding each of the 512
-neighbourhoods in 64 random contexts (evidence, not a proof) plus the same 5×1000-step rollouts.
-They are shipped only where that found no error.
+The notes' plain CNNs, trained on random soups (their receptive field is 5×5, so the covering
+torus does not decide them): `SimpleCNNSmall` (a 5×5 convolution, then 1×1 layers) and
+`MultiScale` (3×3, 5×5 and dilated 3×3 branches, batch norm). Their exactness is evidence, not a
+proof: each of the 512 neighbourhoods checked in 64 random contexts, plus the locality, boards
+and determinism checks and the same 5×1000-step rollouts. They are shipped only where that found
+no error.
 
 ## Reproduce
 
@@ -275,11 +380,12 @@ python benchmarks/train_zoo.py --overwrite --baselines   # retrain every entry, 
 python benchmarks/train_zoo.py --reproduce   # rerun each recorded recipe and compare
 ```
 
-Each card's "Reproduce" command reruns exactly the attempt that produced its weights (same seeds,
-one torch thread: `--threads 1`). The same weights, bit for bit, need the CPU model it was trained
-on as well; on another CPU the last bits differ, and `--reproduce` then checks what carries over:
-exactness and the 1000-step rollouts.
-"""
+Each card's "Reproduce" command reruns what produced its weights with one torch thread
+(`--threads 1`): for a patterns entry the whole run (its nets are trained together), for a soups
+entry exactly the attempt that made it. The same weights, bit for bit, need the CPU model it was
+trained on as well; on another CPU the last bits differ, and `--reproduce` then checks what
+carries over: exactness and the 1000-step rollouts.
+{chr(10) + images if images else ""}"""
     path = out_dir / "README.md"
     path.write_text(text)
     return path
@@ -294,7 +400,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reproduce", action="store_true",
                         help="retrain shipped entries from their recipes and compare")
     parser.add_argument("--overwrite", action="store_true")
-    parser.add_argument("--report", type=Path, default=ROOT / "benchmarks/out/zoo_train.json")
+    parser.add_argument("--report", type=Path,
+                        default=ROOT / "benchmarks" / "records" / "zoo_train.json")
     parser.add_argument("--readme-only", action="store_true",
                         help="only rewrite zoo/README.md from the configs and the report")
     parser.add_argument("--cards-only", action="store_true",
@@ -302,8 +409,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads for training (default 1, as the zoo was "
                              "trained: bit-for-bit reproduction needs the same count)")
+    parser.add_argument("--certify", action="store_true",
+                        help="record verify_exact's certificate in every shipped entry")
+    parser.add_argument("--isotropic", action="store_true",
+                        help="also the isotropic rules (p4, p4m, p8)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+
+    if args.certify:
+        for folder in sorted(p for p in args.out_dir.iterdir() if (p / "config.json").is_file()):
+            r = certify(folder)
+            print(f"  {r['name']:<24} {r['method']:<10} exact {r['exact']}")
+        return 0
 
     if args.cards_only:
         for folder in sorted(p for p in args.out_dir.iterdir() if (p / "config.json").is_file()):
@@ -337,6 +454,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if all(reproduced(r) for r in results) else 1
 
     jobs = [(rule, g) for rule in RULES.values() for g in args.groups]
+    if args.isotropic:
+        jobs += [(Rule.parse(r), g) for r in ISOTROPIC for g in args.groups]
     if args.baselines:
         jobs += [(Rule.parse(r), m) for m, rules in BASELINES.items() for r in rules]
     if args.only is not None:

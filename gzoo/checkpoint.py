@@ -5,12 +5,14 @@ A checkpoint is a folder holding
 * ``model.safetensors`` — the state dict, nothing else (safetensors metadata ``format: pt``);
 * ``config.json`` — ``{"format": "gzoo-checkpoint", "format_version": 1, "gzoo_version",
   "task", "rule", "model": {"class", "kwargs"}, "group", "n_params", "train", "metrics",
-  "files", "weights_sha256"}``, enough to rebuild the model and to check the weights file.
-  ``task`` (one of :data:`TASKS`) says what the model computes and which models may do it
-  (:data:`TASK_MODELS`); it is optional and defaults to ``"cellular-automaton"``, which
-  requires a ``rule``. An image checkpoint (``"rotmnist"``) has no rule (``null``) and a
+  "certificate", "files", "weights_sha256"}``, enough to rebuild the model and to check the
+  weights file. ``task`` (one of :data:`TASKS`) says what the model computes and which models
+  may do it (:data:`TASK_MODELS`); it is optional and defaults to ``"cellular-automaton"``,
+  which requires a ``rule``. An image checkpoint (``"rotmnist"``) has no rule (``null``) and a
   ``"data"`` record instead: the protocol and the checksums of the data it was tested on
-  (:func:`gzoo.mnist.check_record`). ``files`` lists the folder's files, optional;
+  (:func:`gzoo.mnist.check_record`). ``certificate`` is optional (a cellular-automaton
+  checkpoint): what :meth:`gzoo.verify.ExactResult.certificate` established (the method, what
+  it covered, the checks and the gzoo version). ``files`` lists the folder's files, optional;
 * ``README.md`` — a model card generated from the config (:func:`model_card`, one per task);
 
 and possibly extra files a training run adds (``metrics.jsonl``, ``training_curve.png``).
@@ -60,6 +62,7 @@ __all__ = [
     "WEIGHTS_FILE",
     "CheckpointError",
     "CheckpointInfo",
+    "certificate_sentence",
     "check_output",
     "load_checkpoint",
     "load_pretrained",
@@ -67,6 +70,7 @@ __all__ = [
     "non_finite",
     "output_lock",
     "read_config",
+    "recipe_sentence",
     "resolve_checkpoint",
     "save_checkpoint",
     "sha256_file",
@@ -218,6 +222,37 @@ def model_card(config: Mapping[str, Any], name: str | None = None, *,
     return _ca_card(config, name, folder)
 
 
+def certificate_sentence(cert: Mapping[str, Any] | None) -> str:
+    """The card's one sentence on a recorded certificate (``config["certificate"]``)."""
+    if not cert:
+        return "none recorded"
+    version = cert.get("gzoo_version", "?")
+    verdict = "exact" if cert.get("exact") else "not exact"
+    if cert.get("method") == "exhaustive":
+        return (f"proved {verdict} by gzoo {version}: all 512 3×3 neighbourhoods checked, with "
+                "the 3×3 receptive field and the torus boundary read from the layers and the "
+                "locality, boards and determinism checks passed, so this holds on every board "
+                "of every size")
+    failed = [c.get("name") for c in cert.get("checks", []) if not c.get("passed")]
+    return (f"evidence only, not a proof (gzoo {version}): {cert.get('structure', '?')}; "
+            + (f"{verdict}, {', '.join(failed)} check failed" if failed
+               else f"{'no error found' if cert.get('exact') else verdict} in random contexts "
+                    "and the locality, boards and determinism checks"))
+
+
+def recipe_sentence(train: Mapping[str, Any]) -> str:
+    """The card's words for the training recipe of a ``config["train"]`` record."""
+    data = train.get("data_used")
+    if data == "patterns":
+        return (f"patterns: all 512 neighbourhoods on one covering torus, class-balanced, "
+                f"{train.get('population', '?')} nets at once, re-drawn on plateaus "
+                f"(patience {train.get('patience', '?')}), hinge {train.get('hinge', '?')} at "
+                f"margin {train.get('margin', '?')}")
+    if data == "soups":
+        return f"soups: random boards, batches of {train.get('batch_size', '?')}"
+    return "soups: random boards (recorded before the recipes had names)"
+
+
 def _ca_card(config: Mapping[str, Any], name: str | None,
              folder: str | os.PathLike[str] | None) -> str:
     """The card of a cellular-automaton checkpoint: rule, exactness, rollouts, reproduction."""
@@ -249,24 +284,35 @@ def _ca_card(config: Mapping[str, Any], name: str | None,
         ("group", group or "none (plain CNN)"),
         ("parameters", str(config.get("n_params", "?"))),
         ("exact", exact),
+        ("certificate", certificate_sentence(config.get("certificate"))),
         ("held-out accuracy", _fmt_pct(metrics.get("accuracy"))),
     ]
     if "rollout_agreement" in metrics:
         rows.append(("rollout agreement", _fmt_pct(metrics["rollout_agreement"])
                      + f" of cells over {metrics.get('rollout_steps', '?')} self-fed steps"))
     if "seconds" in metrics:
-        steps = f"{metrics.get('steps_run', '?')} steps"
-        total = metrics.get("total_steps")
-        if total is not None and total != metrics.get("steps_run"):
-            steps += f" ({total} over all attempts)"
+        rows.append(("recipe", recipe_sentence(train)))
+        seed = train.get("seed_used", train.get("seed", "?"))
+        where = (f"device {train.get('device', '?')}, world size "
+                 f"{metrics.get('world_size', 1)}")
         used = metrics.get("restarts_used", 0)
-        attempt = f"attempt {used + 1 if isinstance(used, int) else '?'}"
-        if isinstance(metrics.get("attempts_run"), int):
-            attempt += f" of {metrics['attempts_run']}"
-        rows.append(("training", (
-            f"{steps} in {float(metrics['seconds']):.1f} s "
-            f"(seed {train.get('seed_used', train.get('seed', '?'))}, {attempt}, "
-            f"device {train.get('device', '?')}, world size {metrics.get('world_size', 1)})")))
+        drawn = used + 1 if isinstance(used, int) else "?"
+        if train.get("data_used") == "patterns":  # nets trained together, drawn one by one
+            run = (f"{metrics.get('steps_run', '?')} steps of the net proved exact, "
+                   f"{metrics.get('total_steps', '?')} steps of the population, in "
+                   f"{float(metrics['seconds']):.1f} s (net {drawn} drawn, seed {seed}, "
+                   f"{where})")
+        else:
+            steps = f"{metrics.get('steps_run', '?')} steps"
+            total = metrics.get("total_steps")
+            if total is not None and total != metrics.get("steps_run"):
+                steps += f" ({total} over all attempts)"
+            attempt = f"attempt {drawn}"
+            if isinstance(metrics.get("attempts_run"), int):
+                attempt += f" of {metrics['attempts_run']}"
+            run = (f"{steps} in {float(metrics['seconds']):.1f} s (seed {seed}, {attempt}, "
+                   f"{where})")
+        rows.append(("training", run))
     lines, _ = _card_top(f"{title} — {rule}{common}, {group or model['class']}", rows, config,
                          title, folder, [
         f"rule = model.checkpoint.rule  # {rule}",
@@ -608,6 +654,7 @@ def save_checkpoint(
     overwrite: bool = False,
     extra_files: Mapping[str, str | os.PathLike[str]] | None = None,
     data: Mapping[str, Any] | None = None,
+    certificate: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write ``model`` as a checkpoint folder (module docstring); returns the folder.
 
@@ -633,6 +680,9 @@ def save_checkpoint(
         extra_files: ``{name in the folder: source file}`` copied in as well.
         data: an image model's data record (:attr:`gzoo.mnist.RotMNIST.record`: protocol and
             checksums, checked by :func:`gzoo.mnist.check_record`).
+        certificate: what :meth:`gzoo.verify.ExactResult.certificate` established (recorded
+            as ``config["certificate"]``, stated in one sentence on the card); a
+            cellular-automaton model only.
     """
     folder = _as_path(folder)
     model = _unwrap(model)
@@ -652,6 +702,9 @@ def save_checkpoint(
                                           "cellular-automaton model has a rule instead")
         rule = Rule.parse(rule)
     else:
+        if certificate is not None:
+            raise CheckpointError(folder, "certificate= records a cellular-automaton model's "
+                                          "exactness; an image model has none")
         if rule is not None:
             raise CheckpointError(folder, f"an image model ({type(model).__name__}) takes no "
                                           f"rule, got rule={_short(rule)}")
@@ -688,6 +741,7 @@ def save_checkpoint(
         **model.describe(),
         "train": _jsonable(dict(train_config)) if train_config is not None else None,
         "metrics": _jsonable(dict(metrics)) if metrics is not None else None,
+        **({"certificate": _jsonable(dict(certificate))} if certificate is not None else {}),
         "files": files,
     }
     check_output(folder, overwrite=overwrite)

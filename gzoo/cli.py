@@ -11,6 +11,7 @@
     gzoo eval DIR_OR_NAME                        exactness, held-out accuracy, rollout agreement
     gzoo eval rotmnist_p4 --data PATH            an image entry's rotated-MNIST test error
     gzoo zoo                                     the installed checkpoints
+    gzoo atlas --family outer_totalistic --rules 100 --out DIR   a seeded sample × groups
 
 Every option is checked before any work (ranges, densities in [0, 1], devices that exist,
 output paths, the memory a run needs). Errors are one line on stderr and exit status 2; no
@@ -429,8 +430,8 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
     from gzoo.train import MODEL_OPTIONS, TrainConfig
 
     given = {f.name: getattr(args, f.name) for f in TrainConfig.cli_fields()
-             if getattr(args, f.name) is not None}
-    kwargs = {k: getattr(args, k) for k in MODEL_OPTIONS if getattr(args, k) is not None}
+             if getattr(args, f.name, None) is not None}
+    kwargs = {k: getattr(args, k) for k in MODEL_OPTIONS if getattr(args, k, None) is not None}
     return TrainConfig(**given, model_kwargs=kwargs)
 
 
@@ -449,28 +450,32 @@ def _train(args: argparse.Namespace) -> int:
             f"{cfg.rule} · {cfg.model} ({result.model.n_params} params): {verdict} — "
             f"{result.n_wrong}/512 neighbourhoods wrong, held-out accuracy "
             f"{100 * result.accuracy:.3f} %, {result.steps_run} steps, {result.seconds:.1f} s, "
-            f"seed {result.seed_used} (attempt {result.restarts_used + 1} of "
-            f"{result.attempts_run}) → {result.checkpoint}"
+            f"seed {result.seed_used} ({'net' if result.data == 'patterns' else 'attempt'} "
+            f"{result.restarts_used + 1} of {result.attempts_run}) → {result.checkpoint}"
         )
     return 0
 
 
-def _add_train_options(parser: argparse.ArgumentParser) -> None:
-    """``gzoo train``'s options, derived from :class:`gzoo.train.TrainConfig` (help, types and
-    defaults) and :data:`gzoo.train.MODEL_OPTIONS`: one home for each default. An option left
-    out takes the field's default."""
+def _add_train_options(parser: argparse.ArgumentParser,
+                       only: tuple[str, ...] | None = None) -> None:
+    """``gzoo train``'s options (``only``: those fields), derived from
+    :class:`gzoo.train.TrainConfig` (help, types and defaults) and
+    :data:`gzoo.train.MODEL_OPTIONS`: one home for each default. An option left out takes the
+    field's default."""
     import typing
 
     from gzoo.train import MODEL_OPTIONS, TrainConfig, cli_flag
 
     hints = typing.get_type_hints(TrainConfig)
     for f in TrainConfig.cli_fields():
+        if only is not None and f.name not in only:
+            continue
         given = [t for t in typing.get_args(hints[f.name]) if t is not type(None)]
         value_type = given[0] if given else hints[f.name]  # int | None → int
         default = "" if f.default is None else f" (default {f.default})"
         parser.add_argument(cli_flag(f.name), type=_device if f.name == "device" else value_type,
                             help=f.metadata["cli_help"] + default)
-        if f.name == "model":
+        if f.name == "model" or (only is not None and f.name == only[0]):
             for name, (arg_type, text, choices) in MODEL_OPTIONS.items():
                 parser.add_argument(cli_flag(name), type=arg_type, choices=choices,
                                     help=f"{text} (default: the model's own)")
@@ -572,6 +577,36 @@ def _eval_ca(args: argparse.Namespace) -> int:
             "first divergence at step(s) " + ", ".join(str(d) for d in ro.first_divergence))
     print(f"rollout agreement: {100 * ro.mean:.2f} % of cells over {ro.steps} self-fed steps "
           f"({ro.size}×{ro.size}; by density {per}); {same}")
+    return 0
+
+
+# ---------------------------------------------------------------------------- atlas
+#: The recipe fields ``gzoo atlas`` takes (the first one carries the model options).
+ATLAS_OPTIONS = ("steps", "population", "patience", "margin", "hinge", "lr", "l1", "seed",
+                 "restarts", "check_every", "device")
+
+
+def _atlas(args: argparse.Namespace) -> int:
+    from gzoo.atlas import format_summary, read_records, run_atlas, summarize, write_summary
+
+    cfg = train_config_from_args(args)
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    run_atlas(args.out, family=args.family, n_rules=args.rules, groups=args.groups,
+              seed=args.sample_seed, config=cfg, in_flight=args.in_flight, rank=rank,
+              world=world, log=None if args.quiet else print)
+    if world > 1:  # the summary waits for every rank's records, however long they take
+        from datetime import timedelta
+
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            dist.init_process_group("gloo", timeout=timedelta(days=7))
+        dist.barrier()
+        dist.destroy_process_group()
+    if rank == 0:
+        print(format_summary(summarize(read_records(args.out))))
+        paths = write_summary(args.out)
+        print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
 
 
@@ -732,6 +767,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_seed(sym, 0, "the soups for --rule")
     _add_device(sym)
     sym.set_defaults(func=_symmetry)
+    at = sub.add_parser("atlas", help="train a seeded sample of rules × groups, one record each "
+                                      "(resumable; torchrun splits the jobs)")
+    at.add_argument("--out", required=True, help="atlas folder (created, or resumed)")
+    at.add_argument("--family", default="outer_totalistic",
+                    choices=("outer_totalistic", "von_neumann", "isotropic"),
+                    help="rule family sampled (default outer_totalistic)")
+    at.add_argument("--rules", type=_int(1), default=100, help="rules in the sample (default 100)")
+    at.add_argument("--groups", nargs="+", default=["p4", "p4m", "p8"],
+                    choices=("p4", "p4m", "p8"), help="GCNN groups (default all three)")
+    at.add_argument("--sample-seed", type=_int(0), default=0, help="seed of the sample (default 0)")
+    at.add_argument("--in-flight", type=_int(1), default=4,
+                    help="rules trained at once in one batched model (default 4)")
+    at.add_argument("--quiet", action="store_true", help="no line per finished job")
+    _add_train_options(at, only=ATLAS_OPTIONS)
+    at.set_defaults(func=_atlas)
 
     zoo = sub.add_parser("zoo", help="list the installed pretrained checkpoints")
     zoo.set_defaults(func=_zoo)

@@ -1,4 +1,5 @@
-"""Every picture gzoo writes: training curves, simulation histories (PNG montage or GIF).
+"""Every picture gzoo writes: training curves, simulation histories (PNG montage or GIF),
+atlases.
 
 matplotlib is imported lazily with the non-interactive ``Agg`` backend, so nothing here needs a
 display.
@@ -24,6 +25,7 @@ __all__ = [
     "frame_times",
     "picture_factor",
     "picture_frame",
+    "save_atlas_plots",
     "save_history_gif",
     "save_history_png",
     "save_model_explanation",
@@ -371,4 +373,59 @@ def save_model_explanation(
     _rollout_rows(axes, net, ref, idx)
     fig.suptitle(title or "lifting filters (w_alive − w_dead) · class response · rollout",
                  fontsize=9)
+    return _save(plt, fig, path)
+
+
+def save_atlas_plots(records: Sequence[Mapping[str, Any]], path: str | os.PathLike[str], *,
+                     title: str = "", hardest: int = 12) -> Path:
+    """An atlas (:mod:`gzoo.atlas`) in three panels: the success rate per family × group (pairs
+    whose symmetry floor is positive left out, their count printed), the distribution of
+    seconds to exactness per group (ECDF), and the ``hardest`` rules — those not exact, then
+    the slowest — each with the classes its leading net had wrong most often."""
+    plt = _pyplot()
+    keys = sorted({(r["family"], r["group"]) for r in records})
+    fig, axes = plt.subplots(1, 3, figsize=(17, 4.8), gridspec_kw={"width_ratios": [1, 1, 1.4]})
+    ax = axes[0]
+    for i, key in enumerate(keys):
+        rs = [r for r in records if (r["family"], r["group"]) == key]
+        trained = [r for r in rs if r["status"] != "floor"]
+        rate = sum(bool(r["exact"]) for r in trained) / len(trained) if trained else 0.0
+        ax.bar(i, 100 * rate, color="tab:green" if rate == 1 else "tab:orange")
+        ax.text(i, 100 * rate + 1, f"{sum(bool(r['exact']) for r in trained)}/{len(trained)}"
+                + (f"\n+{len(rs) - len(trained)} floor" if len(rs) > len(trained) else ""),
+                ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(range(len(keys)), [f"{f[:5]}\n{g}" for f, g in keys], fontsize=8)
+    ax.set_ylim(0, 115)
+    ax.set_ylabel("exact (% of trainable pairs)")
+    ax.set_title("success per family × group")
+    ax = axes[1]
+    for key in keys:
+        secs = sorted(r["seconds"] for r in records
+                      if (r["family"], r["group"]) == key and r["exact"])
+        if secs:
+            ax.step(secs, [(i + 1) / len(secs) for i in range(len(secs))], where="post",
+                    label=f"{key[0][:5]} {key[1]}")
+    ax.set_xscale("log")
+    ax.set_xlabel("seconds to exact (wall)")
+    ax.set_ylabel("fraction of exact rules")
+    ax.set_title("time to exact")
+    if ax.get_lines():
+        ax.legend(fontsize=7)
+    ax = axes[2]
+    trained = [r for r in records if r["status"] != "floor"]
+    worst = sorted(trained, key=lambda r: (bool(r["exact"]), -float(r["seconds"] or 0)))
+    worst = worst[:hardest]
+    for i, r in enumerate(worst):
+        classes = r.get("wrong_classes") if not r["exact"] else r.get("hard_classes")
+        top = sorted((classes or {}).items(), key=lambda kv: -kv[1])[:4]
+        ax.barh(i, r["seconds"], color="tab:green" if r["exact"] else "tab:red")
+        label = ", ".join(f"{c}×{n}" for c, n in top)
+        ax.text(r["seconds"], i, f"  {label}", va="center", fontsize=7)
+    ax.set_yticks(range(len(worst)),
+                  [f"{r['group']} {r['rule'][:28]}" for r in worst], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("seconds (red: not exact)")
+    ax.set_title("hardest rules and the classes that made them hard")
+    if title:
+        fig.suptitle(title)
     return _save(plt, fig, path)

@@ -1,6 +1,17 @@
 r"""Training a model to reproduce a rule exactly.
 
-Objective (the notes' section 1.1.3.3), on a batch of one-hot boards ``x`` with next states ``y``:
+Two recipes, chosen by the data (``TrainConfig.data``; ``"auto"`` picks by the model's
+receptive field as :func:`gzoo.certify.read_structure` reads it from the layers):
+
+**patterns** — for a model whose answer at a cell is a function of its 3×3 window on the torus
+(the GCNNs): all 512 neighbourhoods on one covering torus, the cross-entropy class-balanced over
+the rule's family plus a hinge on the margin, ``population`` nets trained at once as one batched
+model, each re-drawn from a new seed when it stops improving (``patience``) or runs out of
+``steps``, up to ``restarts`` re-draws; training stops as soon as a net is *proved* exact
+(:mod:`gzoo.population` has the equations).
+
+**soups** — for a model that sees more than 3×3 (the notes' plain CNNs): random soups and
+evolved states (:func:`gzoo.ca.make_dataset`), minibatches of ``batch_size`` boards,
 
     L(θ) = CE(f_θ(x), y) + λ Σ_{w ∈ θ, "weight" in name(w)} |w|₁        λ = ``l1`` (1e-5)
 
@@ -8,7 +19,7 @@ minimised with Adam. Every ``check_every`` steps the model is tested on a held-o
 with :func:`gzoo.verify.verify_exact`; training stops as soon as it is *exact* (no wrong 3×3
 neighbourhood and 100 % held-out accuracy). If an attempt is not exact after ``steps`` steps, up
 to ``restarts`` new attempts start from fresh weights with seed ``seed + 1000·attempt`` (small
-GCNNs sometimes settle in a Life-like minimum that never learns, e.g., birth on 6; a new seed
+nets sometimes settle in a Life-like minimum that never learns, e.g., birth on 6; a new seed
 gets out of it). The best attempt is kept.
 
 Determinism: for a given config the data, the initial weights and the batch order depend only on
@@ -20,11 +31,12 @@ Divergence: a loss that is NaN or ±inf (a learning rate or L1 weight far too la
 at once with a ``FloatingPointError`` naming the step; nothing is saved.
 
 Distributed: under ``torchrun`` (``WORLD_SIZE > 1``) the process group is initialised (``gloo``
-on CPU, ``nccl`` on CUDA), the model is wrapped in
+on CPU, ``nccl`` on CUDA). Soups: the model is wrapped in
 :class:`~torch.nn.parallel.DistributedDataParallel`, every rank draws the same global batch and
 keeps its shard ``batch[rank::world_size]`` (so the global batch is the same for every world
-size), rank 0 makes the exactness decision and broadcasts it so that all ranks stop together,
-and only rank 0 writes files.
+size). Patterns: every rank takes the loss of its shard of the board's cells and the gradients
+are summed over ranks. Rank 0 makes the exactness decision and broadcasts it so that all ranks
+stop together, and only rank 0 writes files.
 
 Files (rank 0, when ``out`` is given): every check on ``out`` runs before any work
 (:func:`gzoo.checkpoint.check_output`: an existing folder is replaced only with ``overwrite``,
@@ -48,7 +60,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
-from dataclasses import Field, asdict, dataclass, field, fields
+from dataclasses import Field, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -60,6 +72,7 @@ from gzoo._checks import check_device, check_float, check_int
 from gzoo._progress import Progress
 from gzoo._system import cpu_model
 from gzoo.ca import Rule, make_dataset
+from gzoo.certify import read_structure
 from gzoo.checkpoint import CheckpointError, check_output, output_lock, save_checkpoint
 from gzoo.models import (
     BACKENDS,
@@ -72,6 +85,7 @@ from gzoo.models import (
     preset_of,
     resolve_model,
 )
+from gzoo.population import PatternData, StepRecord, train_population
 from gzoo.verify import (
     ExactResult,
     RolloutResult,
@@ -81,6 +95,7 @@ from gzoo.verify import (
 )
 
 __all__ = [
+    "DATA",
     "MODEL_OPTIONS",
     "Attempt",
     "StepRecord",
@@ -116,6 +131,11 @@ MODEL_OPTIONS: dict[str, tuple[type, str, tuple[str, ...] | None]] = {
 }
 
 
+#: The training data (``TrainConfig.data``): ``auto`` picks ``patterns`` for a model whose layers
+#: give a 3×3 receptive field on the torus, else ``soups``.
+DATA = ("auto", "patterns", "soups")
+
+
 @dataclass
 class TrainConfig:
     """The training recipe; JSON-serialisable (:meth:`to_dict`), stored in checkpoints. The one
@@ -125,12 +145,15 @@ class TrainConfig:
     Model: ``model`` is a preset name (``p4``, ``p4m``, ``p8``, ``tiny``, ``small``,
     ``multiscale``) or a class name, ``model_kwargs`` its arguments (``width``, ``depth``, ...).
 
-    Optimisation: ``steps`` per attempt, ``batch_size`` boards per step (the global batch under
-    DDP), Adam with learning rate ``lr``, L1 weight ``l1``, ``seed`` (initial weights and batch
-    order; attempt ``a`` uses ``seed + 1000·a``), ``restarts`` extra attempts, exactness checked
-    every ``check_every`` steps.
+    Recipe (module docstring): ``data`` is ``auto``, ``patterns`` or ``soups``. Patterns:
+    ``population`` nets at once, each re-drawn after ``patience`` steps without fewer wrong
+    patterns or after ``steps`` steps, ``restarts`` re-draws in all; hinge weight ``hinge`` on
+    the margin ``margin``. Soups: attempts of ``steps`` steps, ``restarts`` extra attempts,
+    ``batch_size`` boards per step (the global batch under DDP). Both: Adam with learning rate
+    ``lr``, L1 weight ``l1``, ``seed`` (net or attempt ``a`` starts from seed ``seed + 1000·a``),
+    progress checked every ``check_every`` steps.
 
-    Data (:func:`gzoo.ca.make_dataset`): ``n_boards`` soups of ``board_size``² cells,
+    Soups data (:func:`gzoo.ca.make_dataset`): ``n_boards`` soups of ``board_size``² cells,
     ``pairs_per_board`` pairs each, soup ``density`` range, ``burn_in``, flip ``noise``, seed
     ``data_seed`` (``None``: the same as ``seed``). The held-out set is ``holdout_boards`` soups
     of the same recipe with seed ``data_seed + 1``.
@@ -145,15 +168,31 @@ class TrainConfig:
         f"{', '.join(PRESETS)} (presets: GCNN of that group or the notes' plain CNNs), "
         "or a model class name", always=True))
     model_kwargs: dict[str, Any] = field(default_factory=dict)
-    steps: int = field(default=2000, metadata=_option("steps per attempt", always=True))
-    batch_size: int = field(default=16, metadata=_option("boards per step (global under DDP)"))
+    data: str = field(default="auto", metadata=_option(
+        "training data: patterns (all 512 neighbourhoods, classes balanced; for a model whose "
+        "layers give a 3×3 receptive field on the torus), soups (random boards), or auto "
+        "(patterns where the model allows it)", always=True))
+    steps: int = field(default=2000, metadata=_option(
+        "steps per net (patterns) or per attempt (soups)", always=True))
+    population: int = field(default=4, metadata=_option(
+        "nets trained at once as one batched model (patterns)"))
+    patience: int = field(default=400, metadata=_option(
+        "steps without fewer wrong patterns before a net is replaced by a fresh one (patterns)"))
+    margin: float = field(default=1.0, metadata=_option(
+        "logit margin the hinge term asks of every pattern (patterns)"))
+    hinge: float = field(default=1.0, metadata=_option(
+        "weight of the hinge term (patterns; 0: none)"))
+    batch_size: int = field(default=16, metadata=_option(
+        "boards per step (soups; global under DDP)"))
     lr: float = field(default=1e-2, metadata=_option("Adam learning rate"))
     l1: float = field(default=1e-5, metadata=_option("weight of the L1 term"))
     seed: int = field(default=0, metadata=_option(
-        "seed of the weights and batches; attempt a uses seed + 1000·a", always=True))
-    restarts: int = field(default=2, metadata=_option(
-        "extra attempts with new seeds when not exact", always=True))
-    check_every: int = field(default=100, metadata=_option("steps between exactness checks"))
+        "seed of the weights and batches; net or attempt a starts from seed + 1000·a",
+        always=True))
+    restarts: int = field(default=16, metadata=_option(
+        "fresh nets (patterns) or extra attempts (soups) with new seeds when not exact",
+        always=True))
+    check_every: int = field(default=50, metadata=_option("steps between exactness checks"))
     data_seed: int | None = field(default=None, metadata=_option(
         "seed of the training data (default: the seed)"))
     n_boards: int = 256
@@ -179,8 +218,10 @@ class TrainConfig:
             raise ValueError(f"density must be a pair (lo, hi), got {self.density!r}")
         self.density = (check_float("density[0]", self.density[0], 0.0, 1.0),
                         check_float("density[1]", self.density[1], 0.0, 1.0))
+        if self.data not in DATA:
+            raise ValueError(f"data must be one of {DATA}, got {self.data!r}")
         for name in ("steps", "batch_size", "check_every", "n_boards", "board_size",
-                     "pairs_per_board", "holdout_boards"):
+                     "pairs_per_board", "holdout_boards", "population", "patience"):
             check_int(name, getattr(self, name))
         check_int("burn_in", self.burn_in, minimum=0)
         check_int("restarts", self.restarts, minimum=0, maximum=10**6)
@@ -193,6 +234,8 @@ class TrainConfig:
         check_float("lr", self.lr, 0.0, open_min=True)
         check_float("l1", self.l1, 0.0)
         check_float("noise", self.noise, 0.0, 1.0)
+        check_float("margin", self.margin, 0.0)
+        check_float("hinge", self.hinge, 0.0)
         lo, hi = self.density
         if lo > hi:
             raise ValueError(f"density must be (lo, hi) with lo ≤ hi, got {self.density!r}")
@@ -261,42 +304,6 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
-class StepRecord:
-    """One training step: a line of ``metrics.jsonl``.
-
-    ``restart`` is the attempt (0 for the first), ``step`` counts within it from 1,
-    ``global_step`` over all attempts, ``time`` the seconds since training started. At the
-    exactness checks ``acc`` (held-out accuracy), ``n_wrong`` (wrong 3×3 neighbourhoods,
-    ``None`` when the check was skipped) and ``exact`` are set; elsewhere they are ``None``
-    and left out of the JSON line.
-    """
-
-    restart: int
-    seed: int
-    step: int
-    global_step: int
-    loss: float
-    ce: float
-    l1: float
-    time: float
-    acc: float | None = None
-    n_wrong: int | None = None
-    exact: bool | None = None
-
-    @property
-    def checked(self) -> bool:
-        """Whether this step ran an exactness check."""
-        return self.acc is not None
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        if not self.checked:
-            for key in ("acc", "n_wrong", "exact"):
-                del d[key]
-        return d
-
-
-@dataclass(frozen=True)
 class Attempt:
     """The outcome of one training attempt (from fresh weights with ``seed``).
 
@@ -323,11 +330,12 @@ class Attempt:
 class TrainResult:
     """What :func:`train` returns (on every rank; files are written by rank 0 only).
 
-    ``steps_run`` counts the steps of the returned attempt, ``total_steps`` those of all
-    attempts; ``seconds`` is the wall time of all attempts (data generation and the final
-    evaluation excluded); ``seed_used`` is the seed of the returned attempt,
-    ``restarts_used`` the number of attempts before it (its index) and ``attempts_run`` the
-    number of attempts made; ``threads`` is torch's CPU thread count while training.
+    ``data`` is the recipe that ran (``"patterns"`` or ``"soups"``). ``steps_run`` counts the
+    steps of the returned net or attempt, ``total_steps`` those of the whole run (patterns: each
+    step trains every net of the population); ``seconds`` is the wall time of the run (data
+    generation and the final evaluation excluded); ``seed_used`` is the seed of the returned
+    net or attempt, ``restarts_used`` the number drawn before it and ``attempts_run`` the
+    number of soups attempts made; ``threads`` is torch's CPU thread count while training.
     """
 
     model: CAModel
@@ -347,14 +355,19 @@ class TrainResult:
     checkpoint: Path | None = None
     rank: int = 0
     world_size: int = 1
+    data: str = "soups"
 
     def recipe(self, cfg: TrainConfig, out: str | os.PathLike[str]) -> dict[str, Any]:
         """The ``train`` record of a checkpoint's ``config.json``: the recipe, the seeds that
-        produced these weights, and the command that reruns exactly that attempt."""
+        produced these weights, and the command that reruns them (soups: exactly that attempt;
+        patterns: the whole run, whose nets are trained together)."""
+        seed = self.seed_used if self.data == "soups" else None
+        rerun = cfg.command(str(out), seed=seed, threads=self.threads)
         return cfg.to_dict() | {
+            "data_used": self.data,
             "seed_used": self.seed_used,
             "data_seed_used": cfg.effective_data_seed,
-            "command": cfg.command(str(out), seed=self.seed_used, threads=self.threads),
+            "command": rerun,
             "torch_version": torch.__version__,
             "torch_threads": self.threads,
             "cpu": cpu_model(),
@@ -463,8 +476,8 @@ def _check(model: CAModel, rule: Rule, held_x: Tensor, held_y: Tensor
     """(exact, n_wrong, held-out accuracy); ``n_wrong = None`` if the pattern check was skipped
     (a large receptive field and held-out accuracy below 100 %: it could not be exact)."""
     acc = dataset_accuracy(model, held_x, held_y)
-    n_wrong = (verify_exact(model, rule).n_wrong
-               if model.receptive_field <= 3 or acc == 1.0 else None)
+    n_wrong = (verify_exact(model, rule, checks=False).n_wrong  # a count; the proof at the end
+               if read_structure(model).local3 or acc == 1.0 else None)
     return (n_wrong == 0 and acc == 1.0), n_wrong, acc
 
 
@@ -472,6 +485,21 @@ def _build(cfg: TrainConfig) -> CAModel:
     model = build_model(cfg.model, **cfg.model_kwargs)
     assert isinstance(model, CAModel)  # TrainConfig accepts cellular-automaton models only
     return model
+
+
+def resolve_data(cfg: TrainConfig) -> str:
+    """The recipe ``cfg`` runs: ``cfg.data``, with ``"auto"`` resolved by the model's structure
+    (:func:`gzoo.certify.read_structure`); ``"patterns"`` for a model that is not certified
+    local on the torus is a ``ValueError`` (its answers on the covering torus would not be its
+    answers on other boards)."""
+    structure = read_structure(_build(cfg))
+    if cfg.data == "auto":
+        return "patterns" if structure.local3 else "soups"
+    if cfg.data == "patterns" and not structure.local3:
+        raise ValueError(
+            f"data='patterns' needs a model whose layers give a 3×3 receptive field on the "
+            f"torus; {cfg.model} {cfg.model_kwargs or ''} has: {structure.summary()}")
+    return cfg.data
 
 
 def train(
@@ -500,18 +528,18 @@ def train(
         raise TypeError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
     rule = Rule.parse(cfg.rule)
     out_path = None if out is None else check_output(out, overwrite=overwrite)
-    _build(cfg)  # bad model arguments fail here, before any data is made
+    data = resolve_data(cfg)  # bad model arguments fail here, before any data is made
     threads = torch.get_num_threads()
     ctx = _Dist(cfg.device)
     try:
-        if cfg.batch_size < ctx.world:
+        if data == "soups" and cfg.batch_size < ctx.world:
             raise ValueError(
                 f"batch_size {cfg.batch_size} is smaller than the world size {ctx.world}")
         if cfg.threads is not None:
             torch.set_num_threads(cfg.threads)
         with ExitStack() as stack:
             staging = None if out_path is None else _claim(stack, ctx, out_path, overwrite)
-            run = _Run(cfg, rule, ctx, staging, progress)
+            run = _Run(cfg, rule, ctx, staging, progress, data)
             best = run.attempts()
             result = run.result(best)
             if staging is not None and out_path is not None:
@@ -552,20 +580,21 @@ class _Run:
     """One training run: the data, the attempts, the step records and their log."""
 
     def __init__(self, cfg: TrainConfig, rule: Rule, ctx: _Dist, staging: Path | None,
-                 progress: bool | None) -> None:
-        self.cfg, self.rule, self.ctx, self.staging = cfg, rule, ctx, staging
+                 progress: bool | None, data: str) -> None:
+        self.cfg, self.rule, self.ctx, self.staging, self.data = cfg, rule, ctx, staging, data
         data_seed = cfg.effective_data_seed
         recipe: dict[str, Any] = {"density": cfg.density, "burn_in": cfg.burn_in,
                                   "noise": cfg.noise}
         self.main = ctx.rank == 0
         #: progress on rank 0 only: None/True report (bar or periodic lines), False is silent
         self.show = progress if self.main else False
-        data = make_dataset(rule, cfg.n_boards, cfg.board_size, cfg.pairs_per_board,
-                            seed=data_seed, progress=self.show, **recipe)
+        device = ctx.device
+        if data == "soups":
+            soups = make_dataset(rule, cfg.n_boards, cfg.board_size, cfg.pairs_per_board,
+                                 seed=data_seed, progress=self.show, **recipe)
+            self.train_x, self.train_y = soups.x.to(device), soups.y.to(device)
         held = make_dataset(rule, cfg.holdout_boards, cfg.board_size, cfg.pairs_per_board,
                             seed=data_seed + 1, progress=self.show, **recipe)
-        device = ctx.device
-        self.train_x, self.train_y = data.x.to(device), data.y.to(device)
         self.held_x, self.held_y = held.x.to(device), held.y.to(device)
         self.history: list[StepRecord] = []
         self.attempts_run = 0
@@ -573,7 +602,8 @@ class _Run:
         self.seconds = 0.0
 
     def attempts(self) -> Attempt:
-        """Run attempts until one is exact or ``restarts + 1`` have run; the best one."""
+        """Soups: run attempts until one is exact or ``restarts + 1`` have run. Patterns: one
+        population run (:meth:`_population`). The best attempt or net."""
         cfg = self.cfg
         best: Attempt | None = None
         start = time.perf_counter()
@@ -582,7 +612,9 @@ class _Run:
             if self.staging is not None:
                 log = stack.enter_context(
                     open(self.staging / "metrics.jsonl", "w", encoding="utf-8"))
-            for index in range(cfg.restarts + 1):
+            if self.data == "patterns":
+                best = self._population(start, log)
+            for index in range(0 if best is not None else cfg.restarts + 1):
                 with Progress(f"attempt {index + 1}/{cfg.restarts + 1}", cfg.steps,
                               enabled=self.show) as bar:
                     attempt = self._attempt(index, start, log, bar)
@@ -594,6 +626,57 @@ class _Run:
         self.seconds = time.perf_counter() - start
         assert best is not None  # restarts ≥ 0: at least one attempt ran
         return best
+
+    def _population(self, start: float, log: TextIO | None) -> Attempt:
+        """The patterns recipe (:func:`gzoo.population.train_population`): nets proved exact
+        on rank 0, that decision broadcast; each step logged through its leading net."""
+        cfg, ctx = self.cfg, self.ctx
+        dtype = next(_build(cfg).parameters()).dtype
+        data = PatternData.build(self.rule, device=ctx.device, dtype=dtype)
+        draws = cfg.population + cfg.restarts
+
+        def proved(job: int, net: nn.Module) -> bool:
+            ok = 0.0
+            if self.main:
+                res = verify_exact(net, self.rule)
+                ok = float(res.exact and res.method == "exhaustive")
+            return bool(ctx.broadcast([ok])[0])
+
+        def record(job: int, rec: StepRecord) -> None:
+            rec = replace(rec, time=round(time.perf_counter() - start, 4))  # since the run began
+            self.history.append(rec)
+            if log is not None:
+                log.write(json.dumps(rec.to_dict()) + "\n")
+                if rec.checked:
+                    log.flush()
+            if rec.checked:  # the last check's results stay on the progress line
+                seen[0] = f" acc {100 * rec.acc:.2f}%" if rec.acc is not None else ""
+                seen[0] += f" wrong {rec.n_wrong}/512" if rec.n_wrong is not None else ""
+            bar.update(rec.step, f"net {rec.restart + 1}/{draws} loss {rec.loss:.4g}{seen[0]}",
+                       force=rec.checked)
+
+        def all_reduce(grads: list[Tensor]) -> None:
+            for g in grads:
+                ctx.dist.all_reduce(g)  # Σ over ranks of each rank's shard of the board
+
+        seen = [""]
+        with Progress("patterns", cfg.steps, enabled=self.show) as bar:
+            try:
+                [out] = train_population(
+                    lambda: _build(cfg), [data], population=cfg.population, steps=cfg.steps,
+                    restarts=cfg.restarts, patience=cfg.patience, seed=cfg.seed, lr=cfg.lr,
+                    l1=cfg.l1, margin=cfg.margin, hinge=cfg.hinge,
+                    check_every=cfg.check_every, verify=proved, device=ctx.device,
+                    on_tick=record, shard=(ctx.rank, ctx.world),
+                    all_reduce=all_reduce if ctx.distributed else None,
+                    stop_on_non_finite=True)
+            except FloatingPointError as e:  # every rank sees the same summed loss
+                raise FloatingPointError(f"{e}; lower --lr (now {cfg.lr:g}) or --l1 (now "
+                                         f"{cfg.l1:g}). Nothing was saved") from None
+        self.attempts_run = out.draws
+        self.global_step = out.steps
+        return Attempt(index=out.draw, seed=out.seed, steps_run=out.steps_run, exact=out.exact,
+                       n_wrong=out.n_wrong, accuracy=1.0 - out.n_wrong / 512, state=out.state)
 
     def _batches(self, gen: torch.Generator) -> Iterator[tuple[Tensor, Tensor]]:
         """This rank's shard ``batch[rank::world]`` of the same global batch on every rank."""
@@ -695,7 +778,7 @@ class _Run:
             steps_run=best.steps_run, total_steps=self.global_step, seconds=self.seconds,
             seed_used=best.seed, restarts_used=best.index, history=self.history,
             attempts_run=self.attempts_run, threads=torch.get_num_threads(), verify=verify,
-            rollout=rollout, rank=self.ctx.rank, world_size=self.ctx.world,
+            rollout=rollout, rank=self.ctx.rank, world_size=self.ctx.world, data=self.data,
         )
 
 
@@ -711,6 +794,7 @@ def _write_checkpoint(result: TrainResult, cfg: TrainConfig, out: Path, staging:
     folder = save_checkpoint(
         result.model, out, rule=cfg.rule, train_config=result.recipe(cfg, out),
         metrics=result.metrics(), overwrite=overwrite,
+        certificate=result.verify.certificate() if result.verify is not None else None,
         extra_files={"metrics.jsonl": staging / "metrics.jsonl", "training_curve.png": curve},
     )
     return folder

@@ -1,21 +1,24 @@
 r"""Proving a model exact, and measuring how well it simulates.
 
-**Exhaustive check.** A model whose receptive field is 3×3 (and which is translation
-equivariant, as every convolutional model on the torus is) computes each cell's next state from
-that cell's 3×3 neighbourhood alone: on any board of any size, ``model(x)[i, j] = f(P_{ij}(x))``
-with ``P_{ij}`` the 3×3 patch around ``(i, j)``. A Life-like rule is such an ``f`` too. There
-are only ``2⁹ = 512`` patches, so comparing ``f_model`` and ``f_rule`` on all of them decides
-exactness on every board of every size.
+**Exhaustive check.** A model whose answer at a cell is a function of that cell's 3×3 window on
+the torus computes, on any board of any size, ``model(x)[i, j] = f(P_{ij}(x))`` with ``P_{ij}``
+the 3×3 patch around ``(i, j)``. A Life-like rule is such an ``f`` too. There are only
+``2⁹ = 512`` patches, so comparing ``f_model`` and ``f_rule`` on all of them decides exactness on
+every board of every size. Whether the model *is* such a function is established by
+:mod:`gzoo.certify` from the layers it is built of (never from what it declares) and tested
+empirically (locality, random boards of several sizes, two identical runs); only then is the
+verdict a proof (``method="exhaustive"``).
 
 Pattern numbering: pattern ``n ∈ 0..511`` has cell ``(r, c)`` (``r, c ∈ 0..2``, the centre is
 ``(1, 1)``) alive iff bit ``j = 3r + c`` of ``n`` is set. Each pattern is run as a 3×3 torus
 board; with circular padding the centre cell then sees exactly the pattern, and the expected
 value is :func:`gzoo.ca.step` on the same board.
 
-**Contexts.** For a larger receptive field ``r`` a cell depends on more than its 3×3 patch, so
-each pattern is embedded at the centre of ``n_contexts`` random boards of side ``r + 2`` (per
-board density ``~ U(0, 1)``), and a pattern counts as wrong if the model is wrong in *any*
-context. This is evidence, not proof (``method="contexts"``).
+**Evidence.** Any other model (one whose layers gzoo cannot read, a receptive field larger than
+3, a boundary that is not a torus) gets ``method="evidence"``: each pattern is embedded at the
+centre of ``n_contexts`` random boards of side ``r + 2`` (per board density ``~ U(0, 1)``; ``r``
+the bound read from the layers, else 9), a pattern counts as wrong if the model is wrong in
+*any* context, and the same empirical checks run. No error found is evidence, not a proof.
 """
 
 from __future__ import annotations
@@ -27,8 +30,10 @@ import torch
 from torch import Tensor, nn
 
 from gzoo._checks import check_int
+from gzoo._version import __version__
 from gzoo.ca import Rule, all_patterns, neighbour_counts, step
 from gzoo.ca.stencil import N_PATTERNS, orbit_labels
+from gzoo.certify import Check, boards_check, determinism_check, locality_check, read_structure
 from gzoo.models.base import model_device_dtype, predict_logits, predict_next
 
 __all__ = [
@@ -74,11 +79,15 @@ class ExactResult:
     Attributes:
         n_wrong: patterns (of ``n_patterns`` = 512) where the model disagrees with the rule.
         wrong: those patterns, as :class:`WrongPattern`, by index.
-        method: ``"exhaustive"`` (a proof, receptive field ≤ 3) or ``"contexts"`` (evidence).
-        agreement: fraction of checked cells that agree (patterns × contexts for ``contexts``).
-        receptive_field: the receptive field used (``None`` if the model does not declare one).
+        method: ``"exhaustive"`` (a proof: the structure was read from the layers and every
+            empirical check passed) or ``"evidence"`` (anything else).
+        agreement: fraction of checked cells that agree (patterns × contexts for evidence).
+        receptive_field: the bound read from the layers (``None`` if they could not be read).
         n_contexts: random contexts per pattern (1 for ``exhaustive``).
         note: a human-readable sentence on what was checked.
+        checks: the empirical checks (:class:`gzoo.certify.Check`: locality, boards,
+            determinism); a failed one makes the model not exact.
+        structure: what :func:`gzoo.certify.read_structure` established, or why not.
     """
 
     n_wrong: int
@@ -89,24 +98,49 @@ class ExactResult:
     n_contexts: int = 1
     n_patterns: int = N_PATTERNS
     note: str = ""
+    checks: tuple[Check, ...] = ()
+    structure: str = ""
+
+    @property
+    def failures(self) -> list[Check]:
+        """The empirical checks that failed."""
+        return [c for c in self.checks if not c.passed]
 
     @property
     def exact(self) -> bool:
-        """No wrong pattern (a proof of exactness when ``method == "exhaustive"``)."""
-        return self.n_wrong == 0
+        """No wrong pattern and no failed check (a proof of exactness when
+        ``method == "exhaustive"``)."""
+        return self.n_wrong == 0 and not self.failures
 
     def wrong_classes(self) -> dict[tuple[int, int], int]:
         """Wrong patterns grouped by ``(state, count)``: ``{(0, 6): 28}`` = "never born on 6"."""
         return dict(sorted(Counter((w.state, w.count) for w in self.wrong).items()))
 
     def summary(self) -> str:
-        """One line, e.g. ``exact: 0/512 wrong (exhaustive)`` or the wrong classes."""
+        """One line, e.g. ``exact: 0/512 patterns wrong (exhaustive)``, or what is wrong."""
         head = f"{self.n_wrong}/{self.n_patterns} patterns wrong ({self.method})"
         if self.exact:
             return ("exact: " if self.method == "exhaustive" else "no error found: ") + head
         names = ("dead", "alive")
-        cls = ", ".join(f"{names[s]}·{n}: {k}" for (s, n), k in self.wrong_classes().items())
-        return f"not exact: {head}; by (state·count): {cls}"
+        parts = [f"not exact: {head}"]
+        if self.wrong:
+            parts.append("by (state·count): " + ", ".join(
+                f"{names[s]}·{n}: {k}" for (s, n), k in self.wrong_classes().items()))
+        parts += [c.detail for c in self.failures]
+        return "; ".join(parts)
+
+    def certificate(self) -> dict[str, object]:
+        """What a checkpoint records: the verdict, the method, what it covered, the checks and
+        the gzoo version that made it."""
+        return {
+            "exact": self.exact,
+            "method": self.method,
+            "n_wrong": self.n_wrong,
+            "covered": self.note,
+            "structure": self.structure,
+            "checks": [c.to_dict() for c in self.checks],
+            "gzoo_version": __version__,
+        }
 
     def to_dict(self) -> dict[str, object]:
         """JSON-able summary (the wrong patterns by index)."""
@@ -119,6 +153,8 @@ class ExactResult:
             "receptive_field": self.receptive_field,
             "n_contexts": self.n_contexts,
             "wrong": [w.index for w in self.wrong],
+            "checks": [c.to_dict() for c in self.checks],
+            "structure": self.structure,
         }
 
 
@@ -163,10 +199,13 @@ def probe_patterns(
     n_contexts: int = 64,
     seed: int = 0,
     batch_size: int = 4096,
+    contexts: bool = False,
 ) -> PatternProbe:
     """Run ``model`` on all 512 3×3 patterns: alone on a 3×3 torus when its receptive field is
-    at most 3, else at the centre of ``n_contexts`` random boards of side ``r + 2`` (module
-    docstring). Through :func:`gzoo.models.predict_logits`: eval mode (train/eval flags restored
+    at most 3 (and ``contexts`` is false), else at the centre of ``n_contexts`` random boards of
+    side ``r + 2`` (module docstring). ``receptive_field`` defaults to the one the model
+    declares: this sets where to probe, it proves nothing (:func:`verify_exact` decides what is
+    a proof). Through :func:`gzoo.models.predict_logits`: eval mode (train/eval flags restored
     after), no gradients, the model's device and dtype."""
     rf = receptive_field if receptive_field is not None else getattr(
         model, "receptive_field", None)
@@ -180,11 +219,10 @@ def probe_patterns(
         logits = predict_logits(model, boards, batch_size=batch_size)[:, :, r, c]
         return torch.softmax(logits.double(), dim=1)[:, 1]
 
-    if rf is not None and rf <= 3:
+    if rf is not None and rf <= 3 and not contexts:
         probs = p_alive(patterns, 1, 1)[:, None]
         return PatternProbe(probs, "exhaustive", 1, rf, (
-            f"all {N_PATTERNS} 3×3 neighbourhoods checked; receptive field {rf} ≤ 3, so "
-            "this decides every board of every size"))
+            f"all {N_PATTERNS} 3×3 neighbourhoods, each alone on a 3×3 torus"))
     n_contexts = check_int("n_contexts", n_contexts)
     side = (rf if rf is not None else 9) + 2
     side += 1 - side % 2  # odd, so the pattern sits at the centre
@@ -195,11 +233,11 @@ def probe_patterns(
     boards = ctx.to(device).repeat(N_PATTERNS, 1, 1)  # [512·n_contexts, side, side]
     boards[:, c - 1:c + 2, c - 1:c + 2] = patterns.repeat_interleave(n_contexts, 0)
     probs = p_alive(boards, c, c).view(N_PATTERNS, n_contexts)
-    why = (f"receptive field {rf} > 3" if rf is not None
+    why = (f"receptive field {rf}" if rf is not None
            else "the model does not declare its receptive field")
     return PatternProbe(probs, "contexts", n_contexts, rf, (
-        f"{why}: each of the {N_PATTERNS} neighbourhoods checked at the centre of "
-        f"{n_contexts} random {side}×{side} boards; evidence, not a proof"))
+        f"{why}: each of the {N_PATTERNS} neighbourhoods at the centre of "
+        f"{n_contexts} random {side}×{side} boards"))
 
 
 def verify_exact(
@@ -210,29 +248,52 @@ def verify_exact(
     n_contexts: int = 64,
     seed: int = 0,
     batch_size: int = 4096,
+    checks: bool = True,
 ) -> ExactResult:
-    """Compare ``model`` with ``rule`` on all 512 3×3 neighbourhoods (module docstring).
+    """Compare ``model`` with ``rule`` on all 512 3×3 neighbourhoods and certify what that
+    means (module docstring).
 
     Args:
-        model: maps one-hot ``[B, 2, H, W]`` to logits ``[B, 2, H, W]`` with circular padding.
+        model: maps one-hot ``[B, 2, H, W]`` to logits ``[B, 2, H, W]``.
         rule: a :class:`gzoo.ca.Rule` or rule string.
-        receptive_field: overrides ``model.receptive_field``; if neither is known, the
-            ``contexts`` method is used with boards of side 11.
-        n_contexts: random boards per pattern for the ``contexts`` method.
-        seed: seed of the random contexts.
+        receptive_field: the window side assumed for the random contexts of an evidence check
+            (default: the bound read from the layers, else the one the model declares, else
+            9); it never makes a proof.
+        n_contexts: random boards per pattern for an evidence check.
+        seed: seed of the random contexts and boards.
         batch_size: boards per forward pass.
+        checks: run the empirical checks; ``False`` only counts wrong patterns (a progress
+            check inside a training loop) and the result is then evidence, never a proof.
 
-    The model is run in eval mode on its own device and dtype; its train/eval flags are
-    restored afterwards. A pattern is wrong when the model's argmax differs from the rule (in
-    any context, for ``contexts``).
+    The result is a proof (``method="exhaustive"``) only when :func:`gzoo.certify.read_structure`
+    established a 3×3 receptive field on the torus from the layers *and* the empirical checks
+    (locality, one step on random boards of several sizes, determinism) passed; anything else is
+    ``method="evidence"``. A failed check makes the model not exact, with the reason in
+    :meth:`ExactResult.summary`. The model is run in eval mode on its own device and dtype; its
+    train/eval flags are restored afterwards.
     """
     rule = Rule.parse(rule)
-    probe = probe_patterns(model, receptive_field=receptive_field, n_contexts=n_contexts,
-                           seed=seed, batch_size=batch_size)
+    structure = read_structure(model)
+    if receptive_field is not None:
+        receptive_field = check_int("receptive_field", receptive_field)
+    proof = structure.local3
+    declared = getattr(model, "receptive_field", None)  # where to probe, never a proof
+    if not isinstance(declared, int) or isinstance(declared, bool) or declared < 1:
+        declared = None
+    rf = 3 if proof else (receptive_field or structure.receptive_field or declared or 9)
+    first = probe_patterns(model, receptive_field=rf, n_contexts=n_contexts, seed=seed,
+                           batch_size=batch_size, contexts=not proof)
     pats = all_patterns()
     expected = step(pats, rule)[:, 1, 1]
-    wrong_any = probe.alive.cpu() != expected.bool()[:, None]
+    wrong_any = first.alive.cpu() != expected.bool()[:, None]
     bad = wrong_any.any(1)
+    answers = (first.alive.cpu().double().mean(1) > 0.5).to(torch.uint8)
+    done: tuple[Check, ...] = (
+        locality_check(model, seed=seed),
+        boards_check(model, answers, seed=seed, exact=not bool(bad.any())),
+        determinism_check(model, seed=seed),
+    ) if checks else ()
+    proof = proof and checks and all(c.passed for c in done)
     counts = pattern_counts(pats, rule.neighbourhood)
     wrong = [
         WrongPattern(
@@ -244,10 +305,19 @@ def verify_exact(
         )
         for i in bad.nonzero().flatten().tolist()
     ]
+    checked = "; ".join(c.detail for c in done if c.passed)
+    if proof:
+        note = (f"{first.note}; {structure.summary()}; {checked}: this decides every board of "
+                "every size")
+    else:
+        why = (structure.summary() if not structure.local3 else "an empirical check failed"
+               if checks else "the empirical checks were not run")
+        note = f"evidence, not a proof ({why}): {first.note}" + (f"; {checked}" if checked else "")
     return ExactResult(
-        n_wrong=len(wrong), wrong=wrong, method=probe.method,
+        n_wrong=len(wrong), wrong=wrong, method="exhaustive" if proof else "evidence",
         agreement=1.0 - wrong_any.double().mean().item(),
-        receptive_field=probe.receptive_field, n_contexts=probe.n_contexts, note=probe.note,
+        receptive_field=structure.receptive_field, n_contexts=first.n_contexts, note=note,
+        checks=done, structure=structure.summary(),
     )
 
 

@@ -244,3 +244,18 @@ def test_reproduce_compares_what_carries_across_machines(tmp_path, monkeypatch, 
     (zoo / "b3s23_p4" / "config.json").write_text(json.dumps(config))
     assert tz.main(["--reproduce", "--out-dir", str(zoo)]) == 1
     assert "exact False (NOT as recorded)" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------- atlas
+def test_atlas_ablation_and_report(tmp_path, capsys):
+    atlas = load("atlas")
+    atlas.main(["ablation", "--rules", "1", "--groups", "p4", "--only", "+ population",
+                "--tag", "smoke", "--out", str(tmp_path / "out"), "--records", str(tmp_path)])
+    payload = json.loads((tmp_path / "atlas_ablation_smoke.json").read_text())
+    assert payload["machine"]["git"]["commit"] is not None and payload["recipe"]["population"]
+    [row] = payload["rows"]
+    assert row["name"].startswith("+ population") and row["groups"]["p4"]["n"] == 1
+    [res] = row["groups"]["p4"]["results"]
+    assert res["rule"] == payload["rules"][0] and res["cpu_seconds"] > 0
+    atlas.main(["report", "--records", str(tmp_path)])
+    assert "| + population of 4 nets (the default) | p4 |" in capsys.readouterr().out

@@ -256,8 +256,9 @@ def test_a_second_training_into_the_same_folder_is_refused(user_files, tmp_path_
     with open(log, "w") as err_file:
         proc = subprocess.Popen(
             [sys.executable, "-m", "gzoo", "train", "--rule", "B3/S23", "--model", "p4",
-             "--width", "2", "--steps", "1000000", "--check-every", "1000000", "--restarts", "0",
-             "--out", str(out)], env=env, stdout=subprocess.DEVNULL, stderr=err_file)
+             "--width", "2", "--data", "soups", "--steps", "1000000", "--check-every", "1000000",
+             "--restarts", "0", "--out", str(out)],
+            env=env, stdout=subprocess.DEVNULL, stderr=err_file)
     try:
         deadline = time.monotonic() + 180
         while "attempt 1/1: " not in log.read_text():  # training has started
@@ -282,6 +283,12 @@ def test_train_summary_counts_attempts(tmp_path, capsys):
                        "--out", tmp_path / "t", "--quiet")
     assert code == 0
     used = load_checkpoint(tmp_path / "t").checkpoint.metrics["restarts_used"]
+    assert f"seed {1 + 1000 * used} (net {used + 1} of " in out  # the patterns recipe
+    code, out, _ = run(capsys, "train", "--rule", "B3/S23", "--model", "p4", "--width", 2,
+                       "--data", "soups", "--steps", 4, "--check-every", 2, "--restarts", 2,
+                       "--seed", 1, "--out", tmp_path / "s", "--quiet")
+    assert code == 0
+    used = load_checkpoint(tmp_path / "s").checkpoint.metrics["restarts_used"]
     assert f"seed {1 + 1000 * used} (attempt {used + 1} of 3)" in out
 
 

@@ -61,6 +61,11 @@ def test_config_defaults_and_json_round_trip():
         ({"noise": -0.1}, ValueError, "noise must be .* got -0.1"),
         ({"threads": 0}, ValueError, "threads must be a positive int, got 0"),
         ({"device": "banana"}, ValueError, "device must be .* got 'banana'"),
+        ({"data": "boards"}, ValueError, "data must be one of"),
+        ({"population": 0}, ValueError, "population must be a positive int"),
+        ({"patience": 1.5}, TypeError, "patience must be a positive int"),
+        ({"margin": -1.0}, ValueError, "margin must be a finite number ≥ 0, got -1.0"),
+        ({"hinge": "1"}, TypeError, "hinge must be a real number, got str '1'"),
     ],
 )
 def test_config_checks(kw, error, match):
@@ -168,11 +173,12 @@ def test_every_model_kind_trains(model, kwargs):
     assert [r.step for r in checks] == [2, 4]
     if res.model.receptive_field > 3:  # the pattern check is skipped below 100 % accuracy
         assert all(r.n_wrong is None for r in checks if r.acc < 1)
-        assert res.verify.method == "contexts"
+        assert res.verify.method == "evidence"
 
 
 def test_restarts_use_new_seeds_and_keep_the_best():
-    res = train(tiny(steps=6, check_every=3, restarts=2, seed=5))
+    res = train(tiny(steps=6, check_every=3, restarts=2, seed=5, data="soups"))
+    assert res.data == "soups"
     assert not res.exact
     assert [r.restart for r in res.history] == [0] * 6 + [1] * 6 + [2] * 6
     assert sorted({r.seed for r in res.history}) == [5, 1005, 2005]
@@ -186,12 +192,15 @@ def test_restarts_use_new_seeds_and_keep_the_best():
 
 
 def test_learns_highlife_exactly_and_stops_early(tmp_path):
-    """A known-good seed: p8 learns B36/S23 exactly in a few hundred steps, training stops at
-    the first check that finds it exact, and the proof carries over to a large board."""
+    """The default recipe (patterns, a population of nets): p8 learns B36/S23 exactly in a few
+    hundred steps, training stops at the first step whose net is proved exact, and the proof
+    carries over to a large board."""
     cfg = TrainConfig(rule="B36/S23", model="p8", seed=0, steps=1500, restarts=0)
     res = train(cfg, tmp_path / "run")
+    assert res.data == "patterns" and res.verify.method == "exhaustive"
     assert res.exact and res.n_wrong == 0 and res.accuracy == 1.0
-    assert res.steps_run < cfg.steps and res.steps_run % cfg.check_every == 0
+    assert res.steps_run < cfg.steps and res.total_steps == len(res.history)
+    assert res.seed_used in {1000 * d for d in range(cfg.population)}
     assert res.history[-1].exact is True
     assert all(not r.exact for r in res.history[:-1])
     g = torch.Generator().manual_seed(9)
@@ -215,8 +224,12 @@ def test_learns_highlife_exactly_and_stops_early(tmp_path):
     assert weights_digest(loaded) == weights_digest(res.model)
     cfg_json = loaded.checkpoint.config
     assert cfg_json["metrics"]["exact"] is True and cfg_json["metrics"]["n_wrong"] == 0
-    assert cfg_json["train"]["seed_used"] == 0 and cfg_json["train"]["rule"] == "B36/S23"
-    assert "--seed 0" in cfg_json["train"]["command"]
+    assert cfg_json["train"]["seed_used"] == res.seed_used
+    assert cfg_json["train"]["rule"] == "B36/S23" and cfg_json["train"]["data_used"] == "patterns"
+    assert "--seed 0" in cfg_json["train"]["command"]  # the whole population run reruns
+    cert = cfg_json["certificate"]
+    assert cert["method"] == "exhaustive" and cert["exact"] and cert["gzoo_version"]
+    assert "proved exact by gzoo" in (folder / "README.md").read_text()
 
     with pytest.raises(CheckpointError, match="already exists"):
         train(cfg, folder)
@@ -234,10 +247,12 @@ def test_overwrite_and_quiet_without_terminal(tmp_path, capsys):
 @pytest.mark.parametrize("kw", [{"lr": 1e30}, {"l1": 1e38}])
 def test_a_diverging_loss_stops_at_once_and_saves_nothing(user_files, kw):
     before = snapshot(user_files)
-    with pytest.raises(FloatingPointError, match=r"training diverged: the loss is (nan|inf) at "
-                                                 r"step \d+ of attempt 1 .*Nothing was saved"):
-        train(tiny(steps=50, restarts=2, **kw), user_files / "run")
-    assert snapshot(user_files) == before  # no checkpoint, no staging folder, no lock file
+    for data, what in (("soups", "attempt"), ("patterns", "net")):
+        with pytest.raises(FloatingPointError, match=(
+                rf"training diverged: the loss is (nan|inf) at step \d+ of {what} 1 "
+                r".*Nothing was saved")):
+            train(tiny(steps=50, restarts=2, data=data, **kw), user_files / "run")
+        assert snapshot(user_files) == before  # no checkpoint, no staging folder, no lock file
 
 
 def test_the_output_is_checked_and_locked_before_any_work(user_files, monkeypatch):
@@ -276,10 +291,12 @@ def test_a_failed_run_leaves_nothing_behind(user_files, monkeypatch):
         raise RuntimeError("power cut")
 
     monkeypatch.setattr(tr._Run, "_attempt", boom)
+    monkeypatch.setattr(tr._Run, "_population", boom)
     before = snapshot(user_files)
-    with pytest.raises(RuntimeError, match="power cut"):
-        train(tiny(), user_files / "runs" / "run")
-    assert snapshot(user_files) == before
+    for data in ("soups", "patterns"):
+        with pytest.raises(RuntimeError, match="power cut"):
+            train(tiny(data=data), user_files / "runs" / "run")
+        assert snapshot(user_files) == before
 
 
 def test_threads_are_set_recorded_and_restored(tmp_path):
@@ -297,13 +314,17 @@ def test_progress_without_a_terminal(monkeypatch, capsys):
     """Under a pipe or nohup: plain lines (here every update, GZOO_PROGRESS_SECONDS=0), for
     the data and for each attempt; none with progress=False."""
     monkeypatch.setenv("GZOO_PROGRESS_SECONDS", "0")
-    train(tiny(restarts=1, steps=4, check_every=2))
+    train(tiny(restarts=1, steps=4, check_every=2, data="soups"))
     err = capsys.readouterr().err
     assert "\r" not in err
     assert re.search(r"^data B3/S23: \d+/\d+ \(\d+ %\) steps of 6 boards 12×12", err, re.M)
     assert re.search(r"^attempt 1/2: 2/4 \(50 %\) loss [\d.e-]+ acc [\d.]+% wrong \d+/512 "
                      r"\[\d+ s\]$", err, re.M)
     assert re.search(r"^attempt 2/2: done", err, re.M)
+    train(tiny(restarts=1, steps=4, check_every=2, data="patterns"))
+    err = capsys.readouterr().err
+    assert re.search(r"^patterns: \d/4 \(\d+ %\) net [1-5]/5 loss [\d.e-]+( acc [\d.]+% "
+                     r"wrong \d+/512)? \[\d+ s\]$", err, re.M)
     train(tiny(steps=2), progress=False)
     assert capsys.readouterr().err == ""
 
@@ -331,3 +352,35 @@ def test_torchrun_two_processes(tmp_path):
     assert weights_digest(model) == h0.strip()
     assert model.checkpoint.config["metrics"]["world_size"] == 2
     assert proc.stdout.count("B3/S23 · p4") == 1  # rank 0 alone reports
+
+
+def test_data_follows_the_certified_receptive_field():
+    from gzoo.train import resolve_data
+
+    assert resolve_data(TrainConfig(model="p4")) == "patterns"
+    assert resolve_data(TrainConfig(model="p8", model_kwargs={"backend": "e2cnn"})) == \
+        "patterns"
+    assert resolve_data(TrainConfig(model="small")) == "soups"
+    assert resolve_data(TrainConfig(model="tiny", model_kwargs={"kernel_size": 3})) == \
+        "patterns"  # a 3×3 plain CNN is local on the torus too
+    assert resolve_data(TrainConfig(model="p4", data="soups")) == "soups"
+    with pytest.raises(ValueError, match="receptive field bound 5 > 3"):
+        resolve_data(TrainConfig(model="small", data="patterns"))
+    with pytest.raises(ValueError, match="receptive field bound 5 > 3"):
+        train(TrainConfig(model="small", data="patterns"))
+
+
+def test_population_run_under_patterns_records_its_nets(tmp_path):
+    cfg = tiny(model_kwargs={"width": 2}, steps=30, check_every=10, population=3, restarts=1,
+               patience=10)
+    res = train(cfg, tmp_path / "run")
+    assert res.data == "patterns" and res.total_steps == len(res.history)
+    draws = {r.restart for r in res.history}
+    assert draws <= set(range(cfg.population + cfg.restarts))
+    assert {r.seed for r in res.history} <= {1000 * d for d in range(4)}
+    lines = [json.loads(s) for s in (tmp_path / "run" / "metrics.jsonl").read_text().split("\n")
+             if s]
+    assert [x["global_step"] for x in lines] == list(range(1, res.total_steps + 1))
+    assert all("acc" in x for x in lines if x["global_step"] % 10 == 0)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["train"][
+        "data_used"] == "patterns"

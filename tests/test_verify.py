@@ -70,8 +70,11 @@ def test_pattern_numbering():
 def test_oracle_is_exact(rule):
     res = verify_exact(Oracle(rule), rule)
     assert res.exact and res.n_wrong == 0 and res.wrong == []
-    assert res.method == "exhaustive" and res.n_patterns == 512 and res.agreement == 1.0
-    assert res.summary().startswith("exact: 0/512")
+    assert res.n_patterns == 512 and res.agreement == 1.0
+    # a hand-built module's layers cannot be read: no error found is evidence, never a proof
+    assert res.method == "evidence" and res.receptive_field is None
+    assert res.summary().startswith("no error found: 0/512")
+    assert all(c.passed for c in res.checks)
 
 
 def test_missing_birth_on_6_is_found():
@@ -109,17 +112,20 @@ def test_von_neumann_neighbourhood():
     assert max(w.count for w in res.wrong) <= 4
 
 
-def test_contexts_method_for_larger_receptive_field():
+def test_evidence_for_unreadable_models():
     good = verify_exact(Oracle("B3/S23", receptive_field=5), "B3/S23", n_contexts=8)
-    assert good.method == "contexts" and good.exact and good.n_contexts == 8
-    assert "not a proof" in good.note and "receptive field 5" in good.note
-    # a model that peeks three rows down is caught only by random contexts (on a 3×3 torus
-    # that cell is the centre itself, so the exhaustive check is blind to it)
-    spy = Oracle("B3/S23", receptive_field=7, spy=3, spy_count=3)
-    assert verify_exact(spy, "B3/S23", receptive_field=3).exact
-    res = verify_exact(spy, "B3/S23", n_contexts=16)
-    assert res.wrong_classes() == {(0, 3): 56}
-    assert 0 < res.agreement < 1
+    assert good.method == "evidence" and good.exact and good.n_contexts == 8
+    assert "not a proof" in good.note
+    # a model that peeks three rows down looks exact on 3×3 tori (that cell is the centre
+    # itself); whatever receptive field it or the caller states, contexts and the locality
+    # check catch it
+    spy = Oracle("B3/S23", receptive_field=3, spy=3, spy_count=3)
+    for stated in (None, 3):
+        res = verify_exact(spy, "B3/S23", receptive_field=stated, n_contexts=16)
+        assert not res.exact and res.method == "evidence"
+        assert res.wrong_classes() == {(0, 3): 56}
+        assert "locality" in [c.name for c in res.failures]
+        assert 0 < res.agreement < 1
 
 
 def test_unknown_receptive_field_uses_contexts():
@@ -132,8 +138,8 @@ def test_unknown_receptive_field_uses_contexts():
             return self.oracle(x)
 
     res = verify_exact(Bare(), "B3/S23", n_contexts=4)
-    assert res.method == "contexts" and res.receptive_field is None and res.exact
-    assert "does not declare" in res.note
+    assert res.method == "evidence" and res.receptive_field is None and res.exact
+    assert "cannot be read" in res.note and "11×11 boards" in res.note
 
 
 def test_exhaustive_result_transfers_to_any_board():

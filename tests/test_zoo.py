@@ -17,7 +17,7 @@ import gzoo.zoo
 from gzoo.ca import RULES, Rule, simulate
 from gzoo.checkpoint import TASK_CA, zoo_entries
 from gzoo.models import preset_name
-from gzoo.train import TrainConfig, train
+from gzoo.train import TrainConfig, train, weights_digest
 from gzoo.verify import rollout_histories, symmetry_floor, verify_exact
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,19 +25,26 @@ ALL = gzoo.zoo.available()
 #: The cellular-automaton entries (the image entries: tests/test_rotmnist.py).
 SHIPPED = [r["name"] for r in zoo_entries(TASK_CA)]
 GROUPS = ("p4", "p4m", "p8")
+#: tlife, Just Friends, Salad, Snowflakes (zoo/README.md)
+ISOTROPIC = ("B3/S2-i34q", "B2-a/S12", "B2i34c/S2-i3", "B2ci3ai4c8/S02ae3eijkq4iz5ar6i7e")
 #: p8's ring rotation exchanges orthogonal and diagonal neighbours: no p8 net can be exact on
-#: a von Neumann rule (zoo/README.md), so those two entries are absent by design.
-NOT_REPRESENTABLE = {("B13/S012V", "p8"), ("B2/S013V", "p8")}
+#: a von Neumann rule, nor on an isotropic rule that is not ring-symmetric (zoo/README.md), so
+#: those entries are absent by design.
+NOT_REPRESENTABLE = {(r, g) for r in (*RULES, *ISOTROPIC) for g in GROUPS
+                     if symmetry_floor(r, g) > 0}
 EXPECTED = sorted(
-    f"{Rule.parse(r).slug}_{g}" for r in RULES for g in GROUPS if (r, g) not in NOT_REPRESENTABLE
+    f"{Rule.parse(r).slug}_{g}" for r in (*RULES, *ISOTROPIC) for g in GROUPS
+    if (r, g) not in NOT_REPRESENTABLE
 )
 
 
 def test_every_representable_entry_is_shipped():
     assert set(EXPECTED) <= set(SHIPPED), sorted(set(EXPECTED) - set(SHIPPED))
+    assert {g for r, g in NOT_REPRESENTABLE} == {"p8"}
+    assert ("B2-a/S12", "p8") not in NOT_REPRESENTABLE  # Just Friends is ring-symmetric
     for rule, group in NOT_REPRESENTABLE:
         assert f"{Rule.parse(rule).slug}_{group}" not in SHIPPED
-        assert symmetry_floor(rule, group) > 100  # why: the best invariant net still misses
+        assert not Rule.parse(rule).symmetry.ring  # why: p8 nets are ring-invariant
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -63,6 +70,10 @@ def test_checkpoint_is_exact(name):
     assert torch.equal(rule_history, simulate(board, rule, 12))
     card = (gzoo.zoo.path_of(name) / "README.md").read_text()
     assert str(rule) in card and "0/512" in card and cfg["train"]["command"] in card
+    cert = cfg["certificate"]  # the recorded certificate, stated on the card
+    assert cert["exact"] is True and cert["gzoo_version"]
+    assert cert["method"] == ("exhaustive" if cfg["group"] is not None else "evidence")
+    assert ("proved exact by gzoo" in card) == (cert["method"] == "exhaustive")
 
 
 def test_zoo_readme_lists_every_entry():
@@ -72,13 +83,16 @@ def test_zoo_readme_lists_every_entry():
     assert "ring rotation" in text
 
 
-def test_retrain_one_entry_from_its_recipe():
-    """Rerun the recorded attempt (seed, data seed, steps) of a small entry: it is exact."""
-    name = "b345s5_p4"
+@pytest.mark.parametrize("name", ["b345s5_p4", "b36s23_small"])
+def test_retrain_one_entry_from_its_recipe(name):
+    """Rerun the recorded recipe of an entry — a patterns entry's whole run, a soups entry's
+    attempt (seed, data seed, steps): it is exact; the patterns run gives the same weights."""
     assert name in SHIPPED
     rec = json.loads((gzoo.zoo.path_of(name) / "config.json").read_text())["train"]
-    cfg = dataclasses.replace(TrainConfig.from_dict(rec), seed=rec["seed_used"], restarts=0,
-                              data_seed=rec["data_seed_used"])
+    cfg = TrainConfig.from_dict(rec)
+    if rec.get("data_used") != "patterns":
+        cfg = dataclasses.replace(cfg, seed=rec["seed_used"], restarts=0,
+                                  data_seed=rec["data_seed_used"])
     threads = torch.get_num_threads()
     torch.set_num_threads(rec["torch_threads"])
     try:
@@ -86,6 +100,8 @@ def test_retrain_one_entry_from_its_recipe():
     finally:
         torch.set_num_threads(threads)
     assert res.exact and verify_exact(res.model, rec["rule"]).n_wrong == 0
+    if rec.get("data_used") == "patterns":
+        assert weights_digest(res.model) == weights_digest(gzoo.load_pretrained(name))
 
 
 @pytest.mark.slow
