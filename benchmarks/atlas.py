@@ -13,10 +13,11 @@ floor is positive are recorded as such, not trained. Resumable (the atlas folder
 ``--out``).
 
 **throughput** — the same ``--rules`` rules × ``--group`` trained (a) one by one, each by its own
-``gzoo train`` process (what a user runs: start-up, training, checkpoint), and (b) by one
-``gzoo atlas`` process with ``--in-flight`` rules at once, and (c) by ``torchrun`` with 2
-``gzoo atlas`` processes; rules per hour of each, measured in one run, ``--rounds`` times in
-alternating order.
+``gzoo train`` process (what a user runs: start-up, training, checkpoint), (b) by one
+``gzoo atlas`` process for each ``--in-flight`` value (rules trained at once), and (c) by
+``torchrun`` with 2 ``gzoo atlas`` processes at the default in-flight
+(:data:`gzoo.atlas.IN_FLIGHT`); rules per hour of each against (a) in the same round,
+``--rounds`` rounds in alternating order.
 
 **ablation** — one seeded sample trained with the levers switched on one after the other: the
 old default (random soups), then all 512 patterns on the covering torus (uniform over patterns,
@@ -36,6 +37,7 @@ import json
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -47,6 +49,7 @@ import common
 import torch
 
 from gzoo.atlas import (
+    IN_FLIGHT,
     format_summary,
     read_records,
     run_atlas,
@@ -115,6 +118,9 @@ def throughput(args: argparse.Namespace) -> None:
     rules = sample_rules("outer_totalistic", args.rules, args.sample_seed)
     py = sys.executable
     scratch = args.out / "throughput"
+    # ways: one `gzoo train` per rule; one `gzoo atlas` process per --in-flight value; torchrun
+    # with 2 `gzoo atlas` processes at the default in-flight
+    ways = ["one_by_one", *(f"atlas_1p_{k}" for k in args.in_flight), f"atlas_2p_{IN_FLIGHT}"]
     rounds = []
     for r in range(args.rounds):
         shutil.rmtree(scratch, ignore_errors=True)
@@ -133,35 +139,38 @@ def throughput(args: argparse.Namespace) -> None:
             return {"wall": wall, "cpu": sum(p["cpu"] for p in per_rule),
                     "exact": sum(p["exact"] for p in per_rule), "per_rule": per_rule}
 
-        def atlas(procs: int) -> dict[str, Any]:
-            folder = scratch / f"atlas_{procs}"
+        def atlas(way: str) -> dict[str, Any]:
+            _, procs_p, flight = way.split("_")  # atlas_<processes>p_<in flight>
+            procs, in_flight = int(procs_p[:-1]), int(flight)
+            folder = scratch / way
             cmd = ["-m", "gzoo", "atlas", "--rules", str(args.rules), "--groups", args.group,
-                   "--sample-seed", str(args.sample_seed), "--in-flight", str(args.in_flight),
+                   "--sample-seed", str(args.sample_seed), "--in-flight", str(in_flight),
                    "--quiet", "--out", str(folder)]
             if procs > 1:
                 cmd = ["-m", "torch.distributed.run", "--standalone",
                        f"--nproc_per_node={procs}", *cmd]
             wall, cpu = _run([py, *cmd])
             recs = read_records(folder)
-            return {"wall": wall, "cpu": cpu, "exact": sum(bool(x["exact"]) for x in recs)}
+            return {"wall": wall, "cpu": cpu, "exact": sum(bool(x["exact"]) for x in recs),
+                    "processes": procs, "in_flight": in_flight}
 
-        order = ["one_by_one", "atlas_1", "atlas_2"]
-        if r % 2:
-            order.reverse()
+        order = ways if r % 2 == 0 else ways[::-1]  # interleaved: alternate the order
         for name in order:
-            found[name] = one_by_one() if name == "one_by_one" else atlas(int(name[-1]))
+            found[name] = one_by_one() if name == "one_by_one" else atlas(name)
+            found[name]["rules_per_hour"] = 3600 * args.rules / found[name]["wall"]
             print(f"round {r + 1}: {name}: {found[name]['wall']:.1f} s wall, "
                   f"{found[name]['cpu']:.1f} s CPU, {found[name]['exact']}/{args.rules} exact",
                   flush=True)
-        for name in order:
-            found[name]["rules_per_hour"] = 3600 * args.rules / found[name]["wall"]
-        found["ratio_atlas_1"] = found["one_by_one"]["wall"] / found["atlas_1"]["wall"]
-        found["ratio_atlas_2"] = found["one_by_one"]["wall"] / found["atlas_2"]["wall"]
+        for name in ways:  # rules per hour against one by one: its wall time / theirs
+            found[name]["ratio"] = found["one_by_one"]["wall"] / found[name]["wall"]
         rounds.append(found)
-        print(f"round {r + 1}: rules/hour ratio atlas (1 process) {found['ratio_atlas_1']:.2f}×, "
-              f"torchrun (2) {found['ratio_atlas_2']:.2f}×", flush=True)
+        print(f"round {r + 1}: × one by one: " + ", ".join(
+            f"{n} {found[n]['ratio']:.2f}" for n in ways[1:]), flush=True)
     payload["rules"] = [str(x) for x in rules]
+    payload["ways"] = ways
     payload["rounds"] = rounds
+    payload["median_ratio"] = {n: statistics.median(rd[n]["ratio"] for rd in rounds)
+                               for n in ways}
     _save("throughput", payload, args.records)
 
 
@@ -276,15 +285,21 @@ def report(args: argparse.Namespace) -> None:
     path = args.records / "atlas_throughput.json"
     if path.exists():
         tp = json.loads(path.read_text())
+        n = len(tp["rules"])
         print(f"\n### Throughput ({_machine(tp)})\n")
-        print("| round | way | wall s | CPU s | exact | rules/hour | × one by one |")
+        print(f"{n} rules × {tp['args']['group']}, {len(tp['rounds'])} rounds in alternating "
+              "order; × = rules per hour against one `gzoo train` per rule in the same round\n")
+        print("| way | processes | rules in flight | wall s (median) | exact | rules/hour "
+              "(median) | × one by one (median [min, max]) |")
         print("|---|---|---|---|---|---|---|")
-        for i, r in enumerate(tp["rounds"]):
-            for name in ("one_by_one", "atlas_1", "atlas_2"):
-                x = r[name]
-                ratio = 1.0 if name == "one_by_one" else r[f"ratio_{name}"]
-                print(f"| {i + 1} | {name} | {x['wall']:.1f} | {x['cpu']:.1f} | {x['exact']} | "
-                      f"{x['rules_per_hour']:.0f} | {ratio:.2f} |")
+        for way in tp["ways"]:
+            runs = [rd[way] for rd in tp["rounds"]]
+            ratios = [x["ratio"] for x in runs]
+            print(f"| {way} | {runs[0].get('processes', 1)} | {runs[0].get('in_flight', 1)} | "
+                  f"{statistics.median(x['wall'] for x in runs):.1f} | "
+                  f"{min(x['exact'] for x in runs)}/{n} | "
+                  f"{statistics.median(x['rules_per_hour'] for x in runs):.0f} | "
+                  f"{statistics.median(ratios):.2f} [{min(ratios):.2f}, {max(ratios):.2f}] |")
     for path in sorted(args.records.glob("atlas_ablation*.json")):
         ab = json.loads(path.read_text())
         print(f"\n### Ablation {path.name} ({_machine(ab)})\n")
@@ -307,7 +322,8 @@ def main(argv: list[str] | None = None) -> int:
     t = sub.add_parser("throughput")
     t.add_argument("--rules", type=int, default=12)
     t.add_argument("--group", default="p4m")
-    t.add_argument("--in-flight", type=int, default=4)
+    t.add_argument("--in-flight", type=int, nargs="+", default=[1, 2, 4],
+                   help="one `gzoo atlas` process per value (default 1 2 4)")
     t.add_argument("--rounds", type=int, default=2)
     a = sub.add_parser("ablation")
     a.add_argument("--rules", type=int, default=24)

@@ -47,6 +47,7 @@ from gzoo.verify import symmetry_floor, verify_exact
 __all__ = [
     "ATLAS_FAMILIES",
     "GROUPS",
+    "IN_FLIGHT",
     "RECORD_KEYS",
     "AtlasJob",
     "format_summary",
@@ -109,6 +110,33 @@ def write_json(path: Path, value: Any) -> None:
             os.unlink(tmp)
 
 
+#: Rules trained at once by default: on a CPU the batched model's activations should stay in
+#: cache; 2 rules × 4 nets beat 1, 4 and 8 rules in flight (``benchmarks/atlas.py throughput``,
+#: record ``benchmarks/records/atlas_throughput.json``).
+IN_FLIGHT = 2
+
+
+def _read_json(path: Path, what: str) -> Any:
+    """The JSON in ``path``; unreadable or bad JSON is a ``ValueError`` naming the file."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise ValueError(f"{path}: cannot read this atlas's {what} ({e}); move it away or "
+                         "start a new atlas folder") from None
+
+
+def _check_out(out: Path) -> None:
+    """``out`` is a new or empty folder, or an atlas (it holds ``atlas.json``): an atlas
+    never writes into, or resumes from, a folder of other files."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise ValueError(f"atlas folder {out} exists and is not a folder")
+    if not (out / "atlas.json").is_file() and any(out.iterdir()):
+        raise ValueError(f"atlas folder {out} holds other files and no atlas.json: not an "
+                         "atlas to resume; give a new or empty folder")
+
+
 def _class_counts(rule: Rule, per_pattern: torch.Tensor) -> dict[str, int]:
     """Per-pattern counts summed over the classes of the rule's family, by class name
     (classes with a zero count left out)."""
@@ -141,7 +169,7 @@ def run_atlas(
     groups: Sequence[str] = GROUPS,
     seed: int = 0,
     config: TrainConfig | None = None,
-    in_flight: int = 4,
+    in_flight: int = IN_FLIGHT,
     rank: int = 0,
     world: int = 1,
     log: Callable[[str], None] | None = None,
@@ -166,9 +194,12 @@ def run_atlas(
         raise ValueError(f"groups must be among {GROUPS}, got {list(groups)}")
     manifest = _manifest(family, n_rules, seed, groups, cfg)
     rules = sample_rules(family, n_rules, seed)
+    _check_out(out)
     path = out / "atlas.json"
     if path.exists():
-        old = json.loads(path.read_text(encoding="utf-8"))
+        old = _read_json(path, "manifest")
+        if not isinstance(old, dict):
+            raise ValueError(f"{path} is not an atlas manifest (a JSON object)")
         if {k: old.get(k) for k in manifest} != manifest:
             diff = sorted(k for k in manifest if old.get(k) != manifest[k])
             raise ValueError(f"{out} holds an atlas with another sample or recipe (differs in "
@@ -181,9 +212,10 @@ def run_atlas(
     for job in jobs:
         p = job.path(out)
         if p.exists():
-            rec = json.loads(p.read_text(encoding="utf-8"))
-            if rec.get("rule") != str(job.rule):
-                raise ValueError(f"{p} records rule {rec.get('rule')!r}, the sample has "
+            rec = _read_json(p, "record")
+            found = rec.get("rule") if isinstance(rec, dict) else rec
+            if found != str(job.rule):
+                raise ValueError(f"{p} records rule {found!r}, the sample has "
                                  f"{job.rule}: not this atlas")
             records.append(rec)
             continue
@@ -308,8 +340,7 @@ def format_summary(rows: Sequence[dict[str, Any]]) -> str:
 
 def read_records(out: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Every record under ``<out>/records``."""
-    return [json.loads(p.read_text(encoding="utf-8"))
-            for p in sorted(Path(out).glob("records/*/*.json"))]
+    return [_read_json(p, "record") for p in sorted(Path(out).glob("records/*/*.json"))]
 
 
 def write_summary(out: str | os.PathLike[str]) -> dict[str, Path]:

@@ -767,6 +767,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_seed(sym, 0, "the soups for --rule")
     _add_device(sym)
     sym.set_defaults(func=_symmetry)
+    from gzoo.atlas import IN_FLIGHT
+
     at = sub.add_parser("atlas", help="train a seeded sample of rules × groups, one record each "
                                       "(resumable; torchrun splits the jobs)")
     at.add_argument("--out", required=True, help="atlas folder (created, or resumed)")
@@ -777,8 +779,8 @@ def build_parser() -> argparse.ArgumentParser:
     at.add_argument("--groups", nargs="+", default=["p4", "p4m", "p8"],
                     choices=("p4", "p4m", "p8"), help="GCNN groups (default all three)")
     at.add_argument("--sample-seed", type=_int(0), default=0, help="seed of the sample (default 0)")
-    at.add_argument("--in-flight", type=_int(1), default=4,
-                    help="rules trained at once in one batched model (default 4)")
+    at.add_argument("--in-flight", type=_int(1), default=IN_FLIGHT,
+                    help=f"rules trained at once in one batched model (default {IN_FLIGHT})")
     at.add_argument("--quiet", action="store_true", help="no line per finished job")
     _add_train_options(at, only=ATLAS_OPTIONS)
     at.set_defaults(func=_atlas)

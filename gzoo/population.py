@@ -148,9 +148,15 @@ class Population:
         torch.manual_seed(seed)
         return self.build().to(self.device).train()
 
-    def __call__(self, x: Tensor) -> Tensor:
-        """Logits of every net: ``[K, B, 2, H, W]``."""
-        return self._forward(self.params, self.buffers, x)
+    def __call__(self, x: Tensor, slots: Tensor | None = None) -> Tensor:
+        """Logits of every net, ``[K, B, 2, H, W]``, or of the nets in ``slots`` only (a long
+        tensor of slot indices; nets without buffers, whose state is all parameters)."""
+        if slots is None:
+            return self._forward(self.params, self.buffers, x)
+        if self.buffers:
+            raise ValueError("a population of nets with buffers runs every slot")
+        params = {k: v.index_select(0, slots) for k, v in self.params.items()}
+        return self._forward(params, self.buffers, x)
 
     def l1(self) -> Tensor:
         """``Σ |w|`` over each net's weights (names containing ``"weight"``): ``[K]``."""
@@ -414,7 +420,15 @@ def train_population(
     t, began = 0, time.perf_counter()
     while any(j is not None for j in job_of):
         t += 1
-        loss_k, d = pattern_loss(pop(board.x)[:, 0], y, w, margin=margin, hinge=hinge)
+        live = [k for k, j in enumerate(job_of) if j is not None]
+        if len(live) < n and not pop.buffers:  # the queue is empty: idle slots cost nothing
+            idx = torch.tensor(live, device=y.device)
+            loss_a, d_a = pattern_loss(pop(board.x, idx)[:, 0], y[idx], w[idx], margin=margin,
+                                       hinge=hinge)
+            loss_k = loss_a.new_zeros(n).index_copy(0, idx, loss_a)
+            d = d_a.new_full((n, *d_a.shape[1:]), -1.0).index_copy(0, idx, d_a)  # idle: wrong
+        else:
+            loss_k, d = pattern_loss(pop(board.x)[:, 0], y, w, margin=margin, hinge=hinge)
         l1_k = pop.l1()
         total = (loss_k + (l1 if rank == 0 else 0.0) * l1_k).sum()  # + λ Σ|θ_k|
         losses, l1s = loss_k.detach(), l1_k.detach()

@@ -151,3 +151,33 @@ def test_atlas_record_of_a_failure_names_the_wrong_classes(tmp_path):
     assert rec["status"] == "not exact" and rec["n_wrong"] > 0
     assert sum(rec["wrong_classes"].values()) == rec["n_wrong"]  # each wrong pattern once
     assert sum(rec["hard_classes"].values()) >= rec["n_wrong"]  # wrong at every check
+
+
+def test_an_atlas_writes_only_into_a_new_empty_or_atlas_folder(tmp_path, capsys):
+    """A file, a folder of other files, a broken manifest or record: one-line errors, and the
+    user's files are left as they were."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    mine = tmp_path / "mine"
+    (mine / "records").mkdir(parents=True)
+    (mine / "records" / "keep.json").write_text("{}")
+    args = ["atlas", "--family", "von_neumann", "--rules", "1", "--groups", "p4", "--steps",
+            "20", "--population", "1", "--restarts", "0", "--quiet", "--out"]
+    assert main([*args, str(notes)]) == 2
+    assert f"atlas folder {notes} exists and is not a folder" in capsys.readouterr().err
+    assert main([*args, str(mine)]) == 2
+    assert "holds other files and no atlas.json" in capsys.readouterr().err
+    assert sorted(p.name for p in mine.rglob("*")) == ["keep.json", "records"]
+    assert notes.read_text() == "mine"
+
+    out = tmp_path / "a"
+    assert main([*args, str(out)]) == 0
+    [record] = sorted(out.glob("records/*/*.json"))
+    record.write_text("{not json")
+    capsys.readouterr()
+    assert main([*args, str(out)]) == 2
+    err = capsys.readouterr().err
+    assert str(record) in err and "cannot read this atlas's record" in err
+    (out / "atlas.json").write_text("[1, 2]")
+    assert main([*args, str(out)]) == 2
+    assert "is not an atlas manifest" in capsys.readouterr().err
