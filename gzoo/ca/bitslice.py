@@ -499,21 +499,23 @@ def _chunks(
 def _fill_halo(p: Tensor, width: int, batch_layout: bool = False) -> None:
     """Refresh the torus halo of packed boards ``p [B, H + 2, nw + 2]`` (module docstring), or of
     the batch layout ``p [⌈B/64⌉, H + 2, W + 2]``."""
-    if batch_layout:
-        p[:, 1:-1, 0] = p[:, 1:-1, -2]
-        p[:, 1:-1, -1] = p[:, 1:-1, 1]
-        p[:, 0] = p[:, -2]
-        p[:, -1] = p[:, 1]
-        return
-    nw = p.shape[-1] - 2
-    r = width - 64 * (nw - 1)  # valid bits in the last word, 1..64
+    # (copy_ into views: cheaper per call than __setitem__, which matters for small boards)
     rows = p[:, 1:-1]
-    if r < 64:  # bits r.. of the last word ← cells 0.. (bit r: east neighbour of cell W − 1)
-        rows[..., nw].bitwise_and_((1 << r) - 1).bitwise_or_(rows[..., 1] << r)
-    rows[..., 0] = rows[..., nw] << (64 - r) if r < 64 else rows[..., nw]  # bit 63 ← cell W − 1
-    rows[..., nw + 1] = rows[..., 1]  # bit 0 ← cell 0
-    p[:, 0] = p[:, -2]
-    p[:, -1] = p[:, 1]
+    if batch_layout:
+        rows.select(-1, 0).copy_(rows.select(-1, -2))
+        rows.select(-1, -1).copy_(rows.select(-1, 1))
+    else:
+        nw = p.shape[-1] - 2
+        r = width - 64 * (nw - 1)  # valid bits in the last word, 1..64
+        last, first = rows.select(-1, nw), rows.select(-1, 1)
+        if r < 64:  # bits r.. of the last word ← cells 0.. (bit r: east neighbour of cell W − 1)
+            last.bitwise_and_((1 << r) - 1).bitwise_or_(first << r)
+            torch.bitwise_left_shift(last, 64 - r, out=rows.select(-1, 0))  # bit 63 ← cell W − 1
+        else:
+            rows.select(-1, 0).copy_(last)
+        rows.select(-1, nw + 1).copy_(first)  # bit 0 ← cell 0
+    p.select(1, 0).copy_(p.select(1, -2))
+    p.select(1, -1).copy_(p.select(1, 1))
 
 
 def _step_words(src: Tensor, dst: Tensor, program: _Program, width: int,
