@@ -314,13 +314,15 @@ def compile_section(args: argparse.Namespace) -> list[dict[str, Any]]:
     print("\n## torch.compile: packed steps, eager vs compiled, time per step")
     for h, w, b in args.settings:
         x = torch.rand(b, h, w, generator=torch.Generator().manual_seed(1)) < 0.4
-        words = BitBoards.pack(x).words
+        packed = BitBoards.pack(x)
+        words, batch_layout = packed.words, packed.batch_layout
         for rule_text in ("B3/S23", "random-map"):
             program = bitslice._program(parse_rule(rule_text, args.seed))
 
-            def one(s: torch.Tensor, program: Any = program, w: int = w) -> torch.Tensor:
+            def one(s: torch.Tensor, program: Any = program, w: int = w,
+                    batch_layout: bool = batch_layout) -> torch.Tensor:
                 d = torch.empty_like(s)
-                bitslice._step_words(s, d, program, w)
+                bitslice._step_words(s, d, program, w, batch_layout)
                 return d
 
             t0 = time.perf_counter()

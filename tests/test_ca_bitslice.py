@@ -71,6 +71,93 @@ def test_pack_reads_non_contiguous_boards():
     assert torch.equal(step(view, "B3/S23", backend="bits"), step(view, "B3/S23", backend="bytes"))
 
 
+def row_words_by_definition(x: torch.Tensor) -> torch.Tensor:
+    """int64 ``[B, H, ⌈W/64⌉]``: bit ``k`` of word ``w`` is cell ``64w + k`` (module docstring)."""
+    b, h, w = x.shape
+    nw = -(-w // 64)
+    padded = torch.zeros(b, h, 64 * nw, dtype=torch.int64)
+    padded[..., :w] = x.long()
+    return (padded.view(b, h, nw, 64) << torch.arange(64)).sum(-1)  # bits never overlap
+
+
+def batch_words_by_definition(x: torch.Tensor) -> torch.Tensor:
+    """int64 ``[⌈B/64⌉, H, W]``: bit ``k`` of word ``(g, i, j)`` is cell ``(i, j)`` of board
+    ``64g + k``."""
+    b, h, w = x.shape
+    ng = -(-b // 64)
+    padded = torch.zeros(64 * ng, h, w, dtype=torch.int64)
+    padded[:b] = x.long()
+    return (padded.view(ng, 64, h, w) << torch.arange(64).view(1, 64, 1, 1)).sum(1)
+
+
+IO_SHAPES = [(1, 1, 1), (2, 3, 5), (1, 4, 8), (3, 2, 63), (1, 5, 64), (2, 3, 65), (1, 2, 100),
+             (2, 1, 128), (1, 3, 129), (3, 4, 200)]
+
+
+@pytest.mark.parametrize(("b", "h", "w"), IO_SHAPES)
+def test_numpy_and_torch_packing_agree_with_the_layout(b, h, w):
+    """np.packbits/unpackbits (CPU) and the PyTorch gather/spread (other devices) write and read
+    the same words: the layout's definition, zeros above the last cell."""
+    x = soup((b, h, w), seed=7 * w + h).to(torch.uint8)
+    expected = row_words_by_definition(x)
+    nw = expected.shape[-1]
+    for pack in (bitslice._pack, bitslice._pack_numpy):
+        out = torch.full((b, h + 2, nw + 2), -1, dtype=torch.int64)  # garbage around
+        pack(x, out[:, 1:-1, 1:-1])
+        assert torch.equal(out[:, 1:-1, 1:-1], expected), pack.__name__
+        assert (out[:, 0] == -1).all() and (out[..., 0] == -1).all()  # nothing outside written
+    strided = soup((b, w, 2 * h), seed=w).to(torch.uint8).transpose(1, 2)[:, ::2]  # [b, h, w]
+    out = torch.empty(b, h, nw, dtype=torch.int64)
+    bitslice._pack_numpy(strided, out)
+    assert torch.equal(out, row_words_by_definition(strided))
+    g = torch.Generator().manual_seed(w)
+    words = torch.randint(-(2**63), 2**63 - 1, (b, h + 2, nw + 2), generator=g)  # bits above W
+    inner = words[:, 1:-1, 1:-1]  # are don't-cares: ignored
+    cells = bitslice._unpack_numpy(inner, w)
+    assert cells.dtype == torch.uint8 and cells.shape == (b, h, w)
+    r = w - 64 * (nw - 1)  # cells in the last word
+    mask = torch.full((nw,), -1, dtype=torch.int64)
+    mask[-1] = -1 if r == 64 else (1 << r) - 1
+    assert torch.equal(row_words_by_definition(cells), inner & mask)
+    for dtype in (torch.bool, torch.float32):
+        ref = torch.empty(b, h, w, dtype=dtype)
+        bitslice._unpack(inner, ref)
+        assert torch.equal(ref, cells.to(dtype))
+
+
+@pytest.mark.parametrize(("b", "h", "w"), [(64, 2, 4), (64, 3, 3), (100, 4, 5), (130, 2, 8),
+                                          (200, 1, 1)])
+def test_batch_layout_packing_follows_its_definition(b, h, w):
+    x = soup((b, h, w), seed=b + w).to(torch.uint8)  # H·W % 8 == 0 or not: int64 or byte lanes
+    ng = -(-b // 64)
+    words = torch.full((ng, h + 2, w + 2), 5, dtype=torch.int64)
+    bitslice._pack_batch(x, words)
+    assert torch.equal(words[:, 1:-1, 1:-1], batch_words_by_definition(x))
+    assert (words[:, 0] == 5).all() and (words[..., -1] == 5).all()
+    g = torch.Generator().manual_seed(b)
+    words = torch.randint(-(2**63), 2**63 - 1, (ng, h + 2, w + 2), generator=g)
+    for dtype in (torch.bool, torch.uint8, torch.int32):
+        out = torch.empty(b, h, w, dtype=dtype)
+        bitslice._unpack_batch(words, out)  # bits of boards ≥ b are don't-cares
+        kept = batch_words_by_definition(out.to(torch.uint8))
+        mask = -1 if b % 64 == 0 else (1 << (b % 64)) - 1
+        last = words[-1:, 1:-1, 1:-1] & mask
+        assert torch.equal(kept, torch.cat([words[:-1, 1:-1, 1:-1], last])), dtype
+
+
+def test_torch_io_path_runs_like_the_numpy_path(monkeypatch):
+    """The PyTorch pack/unpack (CUDA, big-endian hosts) through BitBoards, on CPU."""
+    boards = [soup((3, 9, w), seed=w) for w in (5, 64, 70)] + [soup((70, 6, 6), seed=1)]
+    rule = Rule.from_table(random.Random(3).getrandbits(512))
+    results = {}
+    for flag in (True, False):
+        monkeypatch.setattr(bitslice, "_NUMPY_IO", flag)
+        results[flag] = [(p.words, p.unpack(), p.unpack(torch.float64), p.step(rule, 2).unpack())
+                         for p in map(BitBoards.pack, boards)]
+    for a, b in zip(results[True], results[False], strict=True):
+        assert all(torch.equal(u, v) for u, v in zip(a, b, strict=True))
+
+
 # ---------------------------------------------------------------------- outer-totalistic rules
 @pytest.mark.parametrize("hood", ["moore", "von_neumann"])
 @pytest.mark.parametrize("seed", range(5))

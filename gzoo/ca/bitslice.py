@@ -43,15 +43,22 @@ table. A random table needs about 230 gates, Life's 9-input table about 60.
 **Work.** Each step runs in row chunks of about :data:`CHUNK_WORDS` words so the planes stay in
 cache and the working memory is a few chunks plus the two packed buffers (``2 · ⌈W/64⌉ · 8`` bytes
 per row, about 0.25 byte per cell). B0 rules run literally, as on the byte path.
+
+**Packing.** On CPU (little-endian hosts) rows pack and unpack with ``np.packbits`` /
+``np.unpackbits`` (``bitorder="little"``, bytes viewed as words): one C pass each. Elsewhere a
+multiply gathers 8 cells per byte and a 256-entry table spreads them back. The batch layout
+packs with one broadcast shift and a sum over 8 boards per byte, then interleaves the bytes.
 """
 
 from __future__ import annotations
 
 import functools
 import random
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -441,7 +448,7 @@ def _step_moore(s: Tensor, out: Tensor, circuit: Circuit, planes: WestEast) -> N
     # both planes over three rows at once: Σ_rows h_i = v[0, i] + 2 v[1, i]
     v = _full_add(h[:, :, :-2], h[:, :, 1:-1], h[:, :, 2:])
     del h
-    (t0, a), (k1, b) = v
+    t0, a, k1, b = v[0, 0], v[0, 1], v[1, 0], v[1, 1]  # (indexing: unpacking would unbind)
     # T = t0 + 2(k1 + a) + 4b: T₁ = a ⊕ k1, carry e = a k1; T₂ = b ⊕ e, T₃ = b e
     t1 = a ^ k1
     e = a.bitwise_and_(k1)
@@ -453,8 +460,10 @@ def _step_moore(s: Tensor, out: Tensor, circuit: Circuit, planes: WestEast) -> N
 def _step_von_neumann(s: Tensor, out: Tensor, circuit: Circuit, planes: WestEast) -> None:
     west, x, east = planes(s[:, 1:-1])
     c = s[..., 1:-1]
-    s1, k1 = _full_add(c[:, :-2], c[:, 2:], x)  # up + down + x = s1 + 2k1
-    t0, k2 = _full_add(west, east, s1)  # west + east + s1 = T₀ + 2k2
+    sk1 = _full_add(c[:, :-2], c[:, 2:], x)  # up + down + x = s1 + 2k1
+    s1, k1 = sk1[0], sk1[1]  # (indexing: unpacking a tensor would unbind it)
+    tk2 = _full_add(west, east, s1)  # west + east + s1 = T₀ + 2k2
+    t0, k2 = tk2[0], tk2[1]
     del west, east, s1
     circuit([x, t0, k1 ^ k2, k1.bitwise_and_(k2)], out)  # T = T₀ + 2(k1 + k2)
 
@@ -490,21 +499,23 @@ def _chunks(
 def _fill_halo(p: Tensor, width: int, batch_layout: bool = False) -> None:
     """Refresh the torus halo of packed boards ``p [B, H + 2, nw + 2]`` (module docstring), or of
     the batch layout ``p [⌈B/64⌉, H + 2, W + 2]``."""
-    if batch_layout:
-        p[:, 1:-1, 0] = p[:, 1:-1, -2]
-        p[:, 1:-1, -1] = p[:, 1:-1, 1]
-        p[:, 0] = p[:, -2]
-        p[:, -1] = p[:, 1]
-        return
-    nw = p.shape[-1] - 2
-    r = width - 64 * (nw - 1)  # valid bits in the last word, 1..64
+    # (copy_ into views: cheaper per call than __setitem__, which matters for small boards)
     rows = p[:, 1:-1]
-    if r < 64:  # bits r.. of the last word ← cells 0.. (bit r: east neighbour of cell W − 1)
-        rows[..., nw].bitwise_and_((1 << r) - 1).bitwise_or_(rows[..., 1] << r)
-    rows[..., 0] = rows[..., nw] << (64 - r) if r < 64 else rows[..., nw]  # bit 63 ← cell W − 1
-    rows[..., nw + 1] = rows[..., 1]  # bit 0 ← cell 0
-    p[:, 0] = p[:, -2]
-    p[:, -1] = p[:, 1]
+    if batch_layout:
+        rows.select(-1, 0).copy_(rows.select(-1, -2))
+        rows.select(-1, -1).copy_(rows.select(-1, 1))
+    else:
+        nw = p.shape[-1] - 2
+        r = width - 64 * (nw - 1)  # valid bits in the last word, 1..64
+        last, first = rows.select(-1, nw), rows.select(-1, 1)
+        if r < 64:  # bits r.. of the last word ← cells 0.. (bit r: east neighbour of cell W − 1)
+            last.bitwise_and_((1 << r) - 1).bitwise_or_(first << r)
+            torch.bitwise_left_shift(last, 64 - r, out=rows.select(-1, 0))  # bit 63 ← cell W − 1
+        else:
+            rows.select(-1, 0).copy_(last)
+        rows.select(-1, nw + 1).copy_(first)  # bit 0 ← cell 0
+    p.select(1, 0).copy_(p.select(1, -2))
+    p.select(1, -1).copy_(p.select(1, 1))
 
 
 def _step_words(src: Tensor, dst: Tensor, program: _Program, width: int,
@@ -520,6 +531,17 @@ def _step_words(src: Tensor, dst: Tensor, program: _Program, width: int,
 
 
 # ====================================================================== packing
+#: Whether CPU boards pack and unpack with numpy's ``packbits``/``unpackbits`` (one C pass
+#: each): on a little-endian host byte ``m`` of an ``int64`` word is its bits ``8m .. 8m + 7``,
+#: so ``packbits(bitorder="little")`` bytes viewed as words put cell ``64w + k`` at bit ``k``.
+#: Elsewhere (CUDA, a big-endian host) the PyTorch ``_pack``/``_unpack`` below run.
+_NUMPY_IO = sys.byteorder == "little"
+
+
+def _numpy_io(t: Tensor) -> bool:
+    return _NUMPY_IO and t.device.type == "cpu"
+
+
 @functools.lru_cache(maxsize=8)
 def _spread_table(device: torch.device) -> Tensor:
     """``int64 [256]``: byte ``b`` → the int64 whose byte ``k`` is bit ``k`` of ``b`` (0/1)."""
@@ -552,6 +574,65 @@ def _unpack(words: Tensor, out: Tensor) -> None:
     cells = torch.index_select(_spread_table(out.device), 0, index)
     cells = cells.view(torch.uint8).view(g, rows, 64 * nw)[..., :width]
     out.copy_(cells.view(torch.bool) if out.dtype == torch.bool else cells)
+
+
+def _pack_numpy(x: Tensor, out: Tensor) -> None:
+    """:func:`_pack` on CPU by ``np.packbits``: ``out`` int64 ``[g, rows, nw]`` (last stride 1)
+    gets the ``⌈W/8⌉`` packed bytes of each row, then zeros up to ``8 nw`` bytes."""
+    packed = np.packbits(x.numpy(), axis=-1, bitorder="little")  # byte m: cells 8m .. 8m + 7
+    dst = out.numpy().view(np.uint8)  # [g, rows, 8 nw]: byte 8w + m of a row = byte m of word w
+    dst[..., : packed.shape[-1]] = packed
+    dst[..., packed.shape[-1] :] = 0
+
+
+def _unpack_numpy(words: Tensor, width: int) -> Tensor:
+    """:func:`_unpack` on CPU by ``np.unpackbits``: a new uint8 ``[g, rows, W]`` tensor (its
+    memory is the numpy array's, so it cannot be resized)."""
+    cells = np.unpackbits(words.numpy().view(np.uint8), axis=-1, count=width, bitorder="little")
+    return torch.from_numpy(cells)
+
+
+def _pack_batch(x: Tensor, words: Tensor) -> None:
+    """Boards ``x`` uint8 0/1 ``[B, H, W]`` into the batch layout ``words`` ``int64 [⌈B/64⌉,
+    H + 2, W + 2]`` (halo left alone): board ``64g + 8m + b`` is bit ``b`` of byte ``m``,
+
+        byte[g, m, i, j] = Σ_b x[64g + 8m + b, i, j] · 2^b      (one broadcast shift, one sum)
+
+    computed 8 bytes at a time on ``int64`` views when ``H·W`` allows it (a byte sum ≤ 255 never
+    carries into the next byte), then byte ``m`` of every word ``(g, i, j)`` is written (one
+    strided copy of ``B·H·W/8`` bytes)."""
+    batch, height, width = x.shape
+    ng = words.shape[0]
+    if batch != 64 * ng or not x.is_contiguous():
+        padded = x.new_zeros((64 * ng, height, width))
+        padded[:batch] = x
+        x = padded
+    hw = height * width
+    lanes = x.view(ng, 8, 8, hw)
+    if hw % 8 == 0 and x.storage_offset() % 8 == 0:
+        lanes = lanes.view(torch.int64)  # 0/1 bytes shifted by b < 8 stay in their byte
+    shifts = torch.arange(8, dtype=lanes.dtype, device=x.device).view(1, 1, 8, 1)
+    acc = (lanes << shifts).sum(2, dtype=lanes.dtype)
+    dst = words.view(torch.uint8).view(ng, height + 2, width + 2, 8)[:, 1:-1, 1:-1]
+    dst.copy_(acc.view(torch.uint8).view(ng, 8, height, width).permute(0, 2, 3, 1))
+
+
+def _unpack_batch(words: Tensor, out: Tensor) -> None:
+    """The batch layout ``words`` back to boards ``out [B, H, W]`` (any dtype): byte ``m`` of
+    word ``(g, i, j)`` holds boards ``64g + 8m .. 64g + 8m + 7``, ``x = (byte >> b) & 1``."""
+    batch, height, width = out.shape
+    ng = words.shape[0]
+    src = words.view(torch.uint8).view(ng, height + 2, width + 2, 8)[:, 1:-1, 1:-1]
+    by = src.permute(0, 3, 1, 2).contiguous()  # [g, m, H, W]
+    direct = (batch == 64 * ng and out.dtype in (torch.bool, torch.uint8)
+              and out.is_contiguous())
+    cells = (out.view(torch.uint8) if direct else
+             torch.empty((64 * ng, height, width), dtype=torch.uint8, device=out.device))
+    shifts = torch.arange(8, dtype=torch.uint8, device=out.device).view(1, 1, 8, 1, 1)
+    torch.bitwise_right_shift(by[:, :, None], shifts, out=cells.view(ng, 8, 8, height, width))
+    cells.bitwise_and_(1)
+    if not direct:
+        out.copy_(cells[:batch].view(torch.bool) if out.dtype == torch.bool else cells[:batch])
 
 
 # ====================================================================== public
@@ -590,20 +671,18 @@ class BitBoards:
         x3 = x if x.dim() == 3 else x[None]
         batch, height, width = x3.shape
         if cls.prefers_batch_layout(batch, width):
-            # pack each cell's column of boards: [H, W, B] along its last axis → [H, W, ⌈B/64⌉]
             ng = -(-batch // 64)
             words = torch.empty((ng, height + 2, width + 2), dtype=torch.int64, device=x.device)
-            across = x3.permute(1, 2, 0)
-            packed = torch.empty((height, width, ng), dtype=torch.int64, device=x.device)
-            for _, _, r0, r1 in _chunks(1, height, width * batch, _IO_CHUNK_CELLS):
-                _pack(across[r0:r1].contiguous(), packed[r0:r1])
-            words[:, 1:-1, 1:-1] = packed.permute(2, 0, 1)
+            _pack_batch(x3, words)
             _fill_halo(words, width, batch_layout=True)
             return cls(words, shape, batch_layout=True)
         nw = -(-width // 64)
         words = torch.empty((batch, height + 2, nw + 2), dtype=torch.int64, device=x.device)
-        for b0, b1, r0, r1 in _chunks(batch, height, width, _IO_CHUNK_CELLS):
-            _pack(x3[b0:b1, r0:r1], words[b0:b1, r0 + 1 : r1 + 1, 1:-1])
+        if _numpy_io(x3):
+            _pack_numpy(x3, words[:, 1:-1, 1:-1])
+        else:
+            for b0, b1, r0, r1 in _chunks(batch, height, width, _IO_CHUNK_CELLS):
+                _pack(x3[b0:b1, r0:r1], words[b0:b1, r0 + 1 : r1 + 1, 1:-1])
         _fill_halo(words, width)
         return cls(words, shape)
 
@@ -636,23 +715,30 @@ class BitBoards:
             src = dst
 
     def unpack(self, dtype: torch.dtype = torch.bool, *, out: Tensor | None = None) -> Tensor:
-        """The boards as a ``dtype`` tensor of 0/1 (written into ``out`` if given)."""
+        """The boards as a ``dtype`` tensor of 0/1 (written into ``out`` if given).
+
+        On CPU a new bool or uint8 result holds numpy's memory (``np.unpackbits``, no copy):
+        an ordinary tensor, except that it cannot be resized in place."""
+        if out is not None and tuple(out.shape) != self.shape:
+            raise ValueError(f"out must have shape {self.shape}, got {tuple(out.shape)}")
+        inner = self.words[:, 1:-1, 1:-1]
+        if out is None and dtype in (torch.bool, torch.uint8) and not self.batch_layout and (
+                _numpy_io(inner)):
+            return _unpack_numpy(inner, self.width).view(dtype).view(self.shape)
         if out is None:
             out = torch.empty(self.shape, dtype=dtype, device=self.words.device)
-        elif tuple(out.shape) != self.shape:
-            raise ValueError(f"out must have shape {self.shape}, got {tuple(out.shape)}")
         o3 = out if out.dim() == 3 else out[None]
-        batch, height = o3.shape[0], o3.shape[1]
         if self.batch_layout:
-            words = self.words[:, 1:-1, 1:-1].permute(1, 2, 0)  # [H, W, ⌈B/64⌉]
-            cells = torch.empty((height, self.width, batch), dtype=out.dtype, device=out.device)
-            for _, _, r0, r1 in _chunks(1, height, self.width * batch, _IO_CHUNK_CELLS):
-                dense = torch.empty(words[r0:r1].shape, dtype=torch.int64, device=out.device)
-                _unpack(dense.copy_(words[r0:r1]), cells[r0:r1])  # last stride 1, even for 1 word
-            o3.copy_(cells.permute(2, 0, 1))
+            _unpack_batch(self.words, o3)
             return out
+        batch, height = o3.shape[0], o3.shape[1]
         for b0, b1, r0, r1 in _chunks(batch, height, self.width, _IO_CHUNK_CELLS):
-            _unpack(self.words[b0:b1, r0 + 1 : r1 + 1, 1:-1], o3[b0:b1, r0:r1])
+            src, dst = inner[b0:b1, r0:r1], o3[b0:b1, r0:r1]
+            if _numpy_io(src):
+                cells = _unpack_numpy(src, self.width)
+                dst.copy_(cells.view(torch.bool) if dst.dtype == torch.bool else cells)
+            else:
+                _unpack(src, dst)
         return out
 
     def __repr__(self) -> str:

@@ -50,7 +50,7 @@ BACKENDS = ("auto", "bytes", "bits")
 #: B/S(V) rules (``"counts"``: bitwise adders) and every other rule (``"table"``: the rule's
 #: circuit): the crossovers of one :func:`step` call, packing included, measured by
 #: ``benchmarks/simulate.py --crossover`` (1 CPU thread; ``simulate`` packs once and gains sooner).
-BITS_MIN_CELLS = {"counts": 1 << 20, "table": 1 << 16}
+BITS_MIN_CELLS = {"counts": 1 << 19, "table": 1 << 19}
 
 _INT_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
