@@ -48,6 +48,8 @@ __all__ = [
     "ATLAS_FAMILIES",
     "GROUPS",
     "IN_FLIGHT",
+    "MAX_NETS",
+    "MAX_RULES",
     "RECORD_KEYS",
     "AtlasJob",
     "format_summary",
@@ -73,7 +75,7 @@ def sample_rules(family: str, n: int, seed: int = 0) -> list[Rule]:
     (module docstring); the same list for the same arguments."""
     if family not in ATLAS_FAMILIES:
         raise ValueError(f"family must be one of {ATLAS_FAMILIES}, got {family!r}")
-    n = check_int("n", n)
+    n = check_int("n", n, maximum=MAX_RULES)
     seed = check_int("seed", seed, minimum=0)
     fam = get_family(family)
     rng = random.Random(seed)
@@ -114,6 +116,9 @@ def write_json(path: Path, value: Any) -> None:
 #: (``benchmarks/atlas.py throughput``, record ``benchmarks/records/atlas_throughput.json``):
 #: 4 in flight 4.4× the rules per hour of ``gzoo train`` one by one, 2 in flight 3.8×, 1 2.9×.
 IN_FLIGHT = 4
+#: The largest sample an atlas draws, and the most nets it trains at once.
+MAX_RULES = 10**6
+MAX_NETS = 4096
 
 
 def _read_json(path: Path, what: str) -> Any:
@@ -188,7 +193,10 @@ def run_atlas(
     """
     out = Path(out)
     cfg = config if config is not None else TrainConfig()
-    in_flight = check_int("in_flight", in_flight)
+    in_flight = check_int("in_flight", in_flight, maximum=MAX_NETS)
+    if in_flight * cfg.population > MAX_NETS:
+        raise ValueError(f"in_flight × population = {in_flight} × {cfg.population} nets trained "
+                         f"at once; at most {MAX_NETS}")
     bad = [g for g in groups if g not in GROUPS]
     if bad or not groups:
         raise ValueError(f"groups must be among {GROUPS}, got {list(groups)}")

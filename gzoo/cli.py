@@ -767,7 +767,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_seed(sym, 0, "the soups for --rule")
     _add_device(sym)
     sym.set_defaults(func=_symmetry)
-    from gzoo.atlas import IN_FLIGHT
+    from gzoo.atlas import IN_FLIGHT, MAX_NETS, MAX_RULES
 
     at = sub.add_parser("atlas", help="train a seeded sample of rules × groups, one record each "
                                       "(resumable; torchrun splits the jobs)")
@@ -775,11 +775,12 @@ def build_parser() -> argparse.ArgumentParser:
     at.add_argument("--family", default="outer_totalistic",
                     choices=("outer_totalistic", "von_neumann", "isotropic"),
                     help="rule family sampled (default outer_totalistic)")
-    at.add_argument("--rules", type=_int(1), default=100, help="rules in the sample (default 100)")
+    at.add_argument("--rules", type=_int(1, MAX_RULES), default=100,
+                    help="rules in the sample (default 100)")
     at.add_argument("--groups", nargs="+", default=["p4", "p4m", "p8"],
                     choices=("p4", "p4m", "p8"), help="GCNN groups (default all three)")
     at.add_argument("--sample-seed", type=_int(0), default=0, help="seed of the sample (default 0)")
-    at.add_argument("--in-flight", type=_int(1), default=IN_FLIGHT,
+    at.add_argument("--in-flight", type=_int(1, MAX_NETS), default=IN_FLIGHT,
                     help=f"rules trained at once in one batched model (default {IN_FLIGHT})")
     at.add_argument("--quiet", action="store_true", help="no line per finished job")
     _add_train_options(at, only=ATLAS_OPTIONS)

@@ -96,6 +96,7 @@ from gzoo.verify import (
 
 __all__ = [
     "DATA",
+    "MAX_POPULATION",
     "MODEL_OPTIONS",
     "Attempt",
     "StepRecord",
@@ -134,6 +135,8 @@ MODEL_OPTIONS: dict[str, tuple[type, str, tuple[str, ...] | None]] = {
 #: The training data (``TrainConfig.data``): ``auto`` picks ``patterns`` for a model whose layers
 #: give a 3×3 receptive field on the torus, else ``soups``.
 DATA = ("auto", "patterns", "soups")
+#: The most nets one patterns run trains at once (its batched model holds them all).
+MAX_POPULATION = 1024
 
 
 @dataclass
@@ -221,8 +224,9 @@ class TrainConfig:
         if self.data not in DATA:
             raise ValueError(f"data must be one of {DATA}, got {self.data!r}")
         for name in ("steps", "batch_size", "check_every", "n_boards", "board_size",
-                     "pairs_per_board", "holdout_boards", "population", "patience"):
+                     "pairs_per_board", "holdout_boards", "patience"):
             check_int(name, getattr(self, name))
+        check_int("population", self.population, maximum=MAX_POPULATION)
         check_int("burn_in", self.burn_in, minimum=0)
         check_int("restarts", self.restarts, minimum=0, maximum=10**6)
         # attempt a draws with seed + 1000·a, the held-out data with data seed + 1: all ≤ 2⁶⁴ − 1
@@ -498,7 +502,8 @@ def resolve_data(cfg: TrainConfig) -> str:
     if cfg.data == "patterns" and not structure.local3:
         raise ValueError(
             f"data='patterns' needs a model whose layers give a 3×3 receptive field on the "
-            f"torus; {cfg.model} {cfg.model_kwargs or ''} has: {structure.summary()}")
+            f"torus; {' '.join(filter(None, [cfg.model, str(cfg.model_kwargs or '')]))} has: "
+            f"{structure.summary()}")
     return cfg.data
 
 
