@@ -39,8 +39,10 @@ def test_sample_rules():
     assert sum(r.family == "isotropic" for r in iso) >= 19  # 102 classes: almost never B/S
     with pytest.raises(ValueError, match="family must be one of"):
         sample_rules("hexagonal", 3)
-    with pytest.raises(ValueError, match="n must be a positive int"):
+    with pytest.raises(ValueError, match=r"n must be an int in 1\.\.1000000, got 0"):
         sample_rules("von_neumann", 0)
+    with pytest.raises(ValueError, match=r"n must be an int in 1\.\.1000000, got 1000001"):
+        sample_rules("von_neumann", 10**6 + 1)  # refused before any rule is drawn
 
 
 def test_records_floors_and_resume(tmp_path):
