@@ -202,7 +202,8 @@ def run_atlas(
         raise ValueError(f"groups must be among {GROUPS}, got {list(groups)}")
     manifest = _manifest(family, n_rules, seed, groups, cfg)
     rules = sample_rules(family, n_rules, seed)
-    _check_out(out)
+    if rank == 0:  # the other ranks may find rank 0's files half-way (atlas.json not yet in)
+        _check_out(out)
     path = out / "atlas.json"
     if path.exists():
         old = _read_json(path, "manifest")
