@@ -37,7 +37,7 @@ from typing import Any
 
 import torch
 
-from gzoo._checks import check_int
+from gzoo._checks import check_device, check_int
 from gzoo._version import __version__
 from gzoo.ca import Rule, get_family
 from gzoo.population import Outcome, PatternData, train_population
@@ -253,8 +253,7 @@ def _train_group(out: Path, todo: list[AtlasJob], cfg: TrainConfig, in_flight: i
     ends."""
     from gzoo.models import build_model
 
-    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available()
-                          else "cpu" if cfg.device == "auto" else cfg.device)
+    device = check_device(cfg.device)  # "auto": CUDA when there is one
 
     def build() -> torch.nn.Module:
         return build_model(cfg.model, **cfg.model_kwargs)

@@ -339,7 +339,8 @@ class TrainResult:
     step trains every net of the population); ``seconds`` is the wall time of the run (data
     generation and the final evaluation excluded); ``seed_used`` is the seed of the returned
     net or attempt, ``restarts_used`` the number drawn before it and ``attempts_run`` the
-    number of soups attempts made; ``threads`` is torch's CPU thread count while training.
+    number of attempts made (patterns: of nets drawn); ``threads`` is torch's CPU thread count
+    while training.
     """
 
     model: CAModel
@@ -675,7 +676,7 @@ class _Run:
                     on_tick=record, shard=(ctx.rank, ctx.world),
                     all_reduce=all_reduce if ctx.distributed else None,
                     stop_on_non_finite=True)
-            except FloatingPointError as e:  # every rank sees the same summed loss
+            except FloatingPointError as e:  # ranks hold the same weights: all diverge at once
                 raise FloatingPointError(f"{e}; lower --lr (now {cfg.lr:g}) or --l1 (now "
                                          f"{cfg.l1:g}). Nothing was saved") from None
         self.attempts_run = out.draws
