@@ -435,10 +435,25 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(**given, model_kwargs=kwargs)
 
 
+def _symmetry_floor(cfg: Any) -> int:
+    """The fewest neighbourhoods any net of ``cfg``'s group gets wrong on its rule
+    (:func:`gzoo.verify.symmetry_floor`); 0 for a model without a group."""
+    from gzoo.models import resolve_model
+    from gzoo.verify import symmetry_floor
+
+    group = (resolve_model(cfg.model)[1] | cfg.model_kwargs).get("group")
+    return symmetry_floor(cfg.rule, group) if isinstance(group, str) else 0
+
+
 def _train(args: argparse.Namespace) -> int:
     from gzoo.train import train, weights_digest
 
     cfg = train_config_from_args(args)
+    floor = _symmetry_floor(cfg)
+    if floor:  # said before the budget is spent, and again in the summary
+        print(f"gzoo train: note: no {cfg.model} network can be exact on {cfg.rule}: its symmetry "
+              f"floor is {floor}/512 (the rule lacks a symmetry of the group; see "
+              "`gzoo symmetry --rule`); training goes on toward the floor", file=sys.stderr)
     result = train(cfg, args.out, overwrite=args.overwrite,
                    progress=False if args.quiet else None)
     if args.weights_hash_file:
@@ -452,6 +467,8 @@ def _train(args: argparse.Namespace) -> int:
             f"{100 * result.accuracy:.3f} %, {result.steps_run} steps, {result.seconds:.1f} s, "
             f"seed {result.seed_used} ({'net' if result.data == 'patterns' else 'attempt'} "
             f"{result.restarts_used + 1} of {result.attempts_run}) → {result.checkpoint}"
+            + (f" (symmetry floor {floor}/512: no {cfg.model} net can do better)" if floor
+               else "")
         )
     return 0
 

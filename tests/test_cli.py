@@ -444,3 +444,25 @@ def test_simulate_runs_an_rle_pattern(tmp_path, capsys):
     bad.write_text("x = 2, y = 1\n5o!\n")
     assert main(["simulate", "--pattern", str(bad), "--out", str(tmp_path / "x.png")]) == 2
     assert "line 2, column 2" in capsys.readouterr().err
+
+
+def test_train_says_when_the_group_cannot_represent_the_rule(tmp_path, capsys):
+    """A chiral rule (rotations only) on p4m: the floor is said before training and in the
+    summary; the same rule on p4, whose symmetries it has, gets no such note."""
+    import random
+
+    from gzoo.ca import Rule, get_family
+    from gzoo.verify import symmetry_floor
+
+    fam = get_family("rotational")
+    rng = random.Random(3)
+    rule = Rule.from_table(fam.table([rng.getrandbits(1) for _ in range(fam.n_classes)]))
+    floor = symmetry_floor(rule, "p4m")
+    assert floor > 0 and symmetry_floor(rule, "p4") == 0
+    args = ["train", "--rule", str(rule), "--width", 2, "--steps", 4, "--restarts", 0, "--quiet"]
+    code, out, err = run(capsys, *args, "--model", "p4m", "--out", tmp_path / "m")
+    assert code == 0
+    assert f"no p4m network can be exact on {rule}: its symmetry floor is {floor}/512" in err
+    assert f"(symmetry floor {floor}/512: no p4m net can do better)" in out
+    code, out, err = run(capsys, *args, "--model", "p4", "--out", tmp_path / "r")
+    assert code == 0 and "floor" not in err + out
