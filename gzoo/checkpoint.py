@@ -892,7 +892,8 @@ def read_config(folder: str | os.PathLike[str]) -> dict[str, Any]:
             raise CheckpointError(path, f"bad config: {e}") from None
     for key, types, want in (("metrics", (dict,), "an object"), ("train", (dict,), "an object"),
                              ("group", (str,), "a string"), ("n_params", (int,), "an int"),
-                             ("files", (list,), "a list")):
+                             ("files", (list,), "a list"),
+                             ("certificate", (dict,), "an object")):
         value = config.get(key)
         if value is not None and (not isinstance(value, types) or isinstance(value, bool)):
             raise CheckpointError(path, f"bad config: {key!r} must be {want} or null, "

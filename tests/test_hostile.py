@@ -171,6 +171,11 @@ def metrics_list(folder):
     return "'metrics' must be an object or null, got [1, 2]"
 
 
+def certificate_string(folder):
+    edit(folder, certificate="proved")
+    return "'certificate' must be an object or null, got 'proved'"
+
+
 def big_config(folder):
     with open(folder / CONFIG_FILE, "a") as f:
         f.write(" " * (4 << 20))
@@ -215,8 +220,9 @@ def wrong_size(folder):
 
 
 @pytest.mark.parametrize("spoil", [nested, long_number, huge_width, huge_depth, string_width,
-                                   metrics_list, big_config, not_utf8, truncated_weights,
-                                   extra_tensor, weights_folder, wrong_group, wrong_size])
+                                   metrics_list, certificate_string, big_config, not_utf8,
+                                   truncated_weights, extra_tensor, weights_folder, wrong_group,
+                                   wrong_size])
 def test_load(ckpt, spoil):
     """Each spoiled checkpoint is one CheckpointError naming the file and the bad value, at
     once (no terabyte allocation, no hang), and loading changes nothing."""
