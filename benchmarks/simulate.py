@@ -12,6 +12,9 @@ Settings (``--settings HxWxB``): one 2048² board and 64 boards of 64² by defau
 - ``bits packed``: ``BitBoards.pack(x).step(rule, steps).unpack()``: packing once;
 - ``bits engine``: ``packed.step(rule, steps)`` on boards packed beforehand, packed out — the
   bit-sliced step alone;
+- the ``bits`` rows run the rule's compiled kernel (:mod:`gzoo.ca.bitkernel`), as a long run does
+  once it has tiered up (``COMPILE_AFTER`` cell updates; built and checked before the timing);
+  the ``(eager)`` rows are the same calls with kernels off, as short runs and CUDA step;
 - ``bytes table, int16 index`` (rules that are not B/S only; written here, not in gzoo): a leaner
   byte-per-cell table step — the nine-roll pattern index in ``int16`` and an ``index_select``
   gather instead of ``int64`` — a stronger byte baseline for the table ratios ("× lean");
@@ -30,8 +33,9 @@ quartiles of paired ratios). One torch thread by default (``--threads``).
 Extra sections: ``--crossover`` (``step()`` bytes vs bits from 2¹⁰ to 2²⁰ cells: where
 ``backend="auto"`` switches), ``--chunk-sweep`` (bit-sliced step time against
 ``gzoo.ca.bitslice.CHUNK_WORDS``), ``--memory`` (peak RSS growth of one ``step`` on a
-``--memory-size``² board, default 20000², each backend in a fresh subprocess), ``--compile``
-(the packed step eager against ``torch.compile``, compile time included).
+``--memory-size``² board, default 20000², each backend in a fresh subprocess, after one
+step that builds what the step needs), ``--compile`` (the time to build a kernel, with an empty
+and with a filled on-disk compile cache, each in a fresh subprocess).
 
 Run ``python benchmarks/simulate.py --crossover --memory`` (a few minutes on 2 cores); writes
 ``simulate.json`` and ``simulate.png`` to ``--out`` (default ``benchmarks/out/``).
@@ -64,6 +68,7 @@ from common import (
     sync,
 )
 
+import gzoo.ca.bitkernel as bitkernel
 import gzoo.ca.bitslice as bitslice
 from gzoo.ca import Rule, simulate, step
 from gzoo.ca.bitslice import BitBoards
@@ -101,6 +106,18 @@ def loop(fn: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor, steps: in
     return run
 
 
+def kernels(on: bool, fn: Callable[[], Any]) -> Callable[[], Any]:
+    """``fn`` with compiled kernels on (from the first cell update) or off."""
+    def run() -> Any:
+        saved, bitkernel.COMPILE_AFTER = bitkernel.COMPILE_AFTER, (0 if on else None)
+        try:
+            return fn()
+        finally:
+            bitkernel.COMPILE_AFTER = saved
+
+    return run
+
+
 def gzoo_candidates(boards: torch.Tensor, rule: Rule, steps: int) -> dict[str, Callable]:
     packed = BitBoards.pack(boards)
     byte_dst = torch.empty_like(boards)
@@ -114,13 +131,18 @@ def gzoo_candidates(boards: torch.Tensor, rule: Rule, steps: int) -> dict[str, C
 
         return run
 
-    return {
-        BASE: loop(lambda x: step(x, rule, backend="bytes"), boards, steps),
+    bits = {
         "bits step": loop(lambda x: step(x, rule, backend="bits"), boards, steps),
-        "bytes simulate": lambda: simulate(boards, rule, steps, backend="bytes")[-1],
         "bits simulate": lambda: simulate(boards, rule, steps, backend="bits")[-1],
         "bits packed": lambda: BitBoards.pack(boards).step(rule, steps).unpack(),
         "bits engine": lambda: packed.step(rule, steps),
+    }
+    return {
+        BASE: loop(lambda x: step(x, rule, backend="bytes"), boards, steps),
+        **{name: kernels(True, fn) for name, fn in bits.items()},
+        **{f"{name} (eager)": kernels(False, fn) for name, fn in bits.items()
+           if name != "bits packed"},
+        "bytes simulate": lambda: simulate(boards, rule, steps, backend="bytes")[-1],
         FLOORS[0]: floor(boards, byte_dst),
         FLOORS[1]: floor(packed.words, word_dst),
     }
@@ -209,7 +231,8 @@ def run_setting(
     program = bitslice._program(rule)
     compile_s = time.perf_counter() - t0
     cands = gzoo_candidates(boards, rule, steps)
-    compared = [BASE, "bits step", "bytes simulate", "bits simulate", "bits packed", "bits engine"]
+    compared = [BASE, "bits step", "bytes simulate", "bits simulate", "bits packed", "bits engine",
+                "bits step (eager)", "bits simulate (eager)", "bits engine (eager)"]
     if not rule.is_outer_totalistic:
         cands[LEAN] = loop(lean_table_step(rule), boards, steps)
         compared.append(LEAN)
@@ -259,27 +282,37 @@ def run_setting(
 
 # ---------------------------------------------------------------------- extra sections
 def crossover(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """``step()`` per call, bytes vs bits, on single boards of 2¹⁰ … 2²⁰ cells."""
+    """``step()`` per call on single boards of 2¹⁰ … 2²⁰ cells: bytes, bits eager and bits with
+    its compiled kernel (built before the timing)."""
     out = []
     print("\n## crossover: step() per call, bytes / bits time (> 1: bits faster)")
     for rule_text in ("B3/S23", "random-map"):
         rule = parse_rule(rule_text, args.seed)
-        bitslice._program(rule)  # compile outside the timing
+        bitslice._program(rule)  # compile the circuit outside the timing
         for log2 in range(10, 21):
             h, w = 1 << (log2 // 2), 1 << (log2 - log2 // 2)
             x = torch.rand(h, w, generator=torch.Generator().manual_seed(1)) < 0.4
             reps = max(1, (1 << 18) >> log2)
-            t = bench({
-                backend: loop(lambda y, b=backend, r=rule: step(y, r, backend=b), x, reps)
-                for backend in ("bytes", "bits")
-            }, repeats=args.repeats, warmup=1)
-            r = paired_ratio(t["bytes"], t["bits"])
+            cands = {
+                "bytes": loop(lambda y, r=rule: step(y, r, backend="bytes"), x, reps),
+                "bits": kernels(False, loop(lambda y, r=rule: step(y, r, backend="bits"), x,
+                                            reps)),
+                "bits compiled": kernels(True, loop(lambda y, r=rule: step(y, r, backend="bits"),
+                                                    x, reps)),
+            }
+            cands["bits compiled"]()  # build the kernel outside the timing
+            t = bench(cands, repeats=args.repeats, warmup=1)
             out.append({"rule": rule_text, "cells": h * w,
                         "bytes_s": t["bytes"].median / reps, "bits_s": t["bits"].median / reps,
-                        "bytes_over_bits": r["median"]})
-    print_table(["rule", "cells", "bytes", "bits", "bytes/bits"],
+                        "bits_compiled_s": t["bits compiled"].median / reps,
+                        "bytes_over_bits": paired_ratio(t["bytes"], t["bits"])["median"],
+                        "bytes_over_bits_compiled": paired_ratio(
+                            t["bytes"], t["bits compiled"])["median"]})
+    print_table(["rule", "cells", "bytes", "bits", "bits compiled", "bytes/bits",
+                 "bytes/compiled"],
                 [[o["rule"], o["cells"], fmt_time(o["bytes_s"]), fmt_time(o["bits_s"]),
-                  f"{o['bytes_over_bits']:.2f}"] for o in out])
+                  fmt_time(o["bits_compiled_s"]), f"{o['bytes_over_bits']:.2f}",
+                  f"{o['bytes_over_bits_compiled']:.2f}"] for o in out])
     return out
 
 
@@ -308,44 +341,55 @@ def chunk_sweep(args: argparse.Namespace) -> list[dict[str, Any]]:
     return out
 
 
+COMPILE_PROBE = """
+import sys, time, torch
+from gzoo.ca import bitkernel, bitslice
+from gzoo.ca.bitslice import BitBoards
+sys.path.insert(0, "benchmarks")
+from simulate import parse_rule
+torch.set_num_threads(1)
+h, w, b = (int(v) for v in sys.argv[1:4])
+rule_text, seed = sys.argv[4], int(sys.argv[5])
+packed = BitBoards.pack(torch.rand(b, h, w) < 0.4)
+program = bitslice._program(parse_rule(rule_text, seed))
+t0 = time.perf_counter()
+fn = bitkernel.kernel(program, packed.words, w, packed.batch_layout)
+print(time.perf_counter() - t0, fn is not None)
+"""
+
+
 def compile_section(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Packed steps, eager against ``torch.compile`` (inductor) of the same step function."""
+    """Seconds to build (and check) one kernel in a fresh process: with an empty on-disk compile
+    cache (``TORCHINDUCTOR_CACHE_DIR``, a new folder), then again with that cache filled."""
+    import os
+    import tempfile
+
     out = []
-    print("\n## torch.compile: packed steps, eager vs compiled, time per step")
+    print("\n## compile: building one kernel in a fresh process (check included)")
     for h, w, b in args.settings:
-        x = torch.rand(b, h, w, generator=torch.Generator().manual_seed(1)) < 0.4
-        packed = BitBoards.pack(x)
-        words, batch_layout = packed.words, packed.batch_layout
         for rule_text in ("B3/S23", "random-map"):
-            program = bitslice._program(parse_rule(rule_text, args.seed))
-
-            def one(s: torch.Tensor, program: Any = program, w: int = w,
-                    batch_layout: bool = batch_layout) -> torch.Tensor:
-                d = torch.empty_like(s)
-                bitslice._step_words(s, d, program, w, batch_layout)
-                return d
-
-            t0 = time.perf_counter()
-            compiled = torch.compile(one, dynamic=False)
-            if not torch.equal(compiled(words), one(words)):
-                raise SystemExit(f"compiled step differs from eager ({rule_text}, {b}×{h}×{w})")
-            compile_s = time.perf_counter() - t0
-            t = bench({name: lambda f=f, y=words: f(y)
-                       for name, f in (("eager", one), ("compiled", compiled))},
-                      repeats=args.repeats, warmup=1, min_sample=0.05)
-            r = paired_ratio(t["eager"], t["compiled"])
-            out.append({"setting": f"{b}×{h}×{w}", "rule": rule_text, "compile_s": compile_s,
-                        "eager_s": t["eager"].median, "compiled_s": t["compiled"].median,
-                        "eager_over_compiled": r["median"]})
-    print_table(["setting", "rule", "eager", "compiled", "eager/compiled", "compile time"],
-                [[o["setting"], o["rule"], fmt_time(o["eager_s"]), fmt_time(o["compiled_s"]),
-                  f"{o['eager_over_compiled']:.2f}", f"{o['compile_s']:.0f} s"] for o in out])
+            with tempfile.TemporaryDirectory() as cache:
+                env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache}
+                row: dict[str, Any] = {"setting": f"{b}×{h}×{w}", "rule": rule_text}
+                for state in ("cold", "warm"):
+                    res = subprocess.run(
+                        [sys.executable, "-c", COMPILE_PROBE, str(h), str(w), str(b), rule_text,
+                         str(args.seed)], capture_output=True, text=True, cwd=REPO, env=env,
+                        check=True)
+                    seconds, built = res.stdout.split()[-2:]
+                    if built != "True":
+                        raise SystemExit(f"no kernel was built ({rule_text}): {res.stderr}")
+                    row[f"{state}_s"] = float(seconds)
+                out.append(row)
+    print_table(["setting", "rule", "empty cache", "filled cache"],
+                [[o["setting"], o["rule"], f"{o['cold_s']:.1f} s", f"{o['warm_s']:.2f} s"]
+                 for o in out])
     return out
 
 
 MEMORY_PROBE = """
 import sys, torch
-from gzoo.ca import step
+from gzoo.ca import bitkernel, step
 torch.set_num_threads(1)
 side, backend = int(sys.argv[1]), sys.argv[2]
 
@@ -354,7 +398,10 @@ def status(key):  # kB → bytes
         return next(int(v.split()[1]) * 1024 for v in f if v.startswith(key + ":"))
 
 x = torch.empty(side, side, dtype=torch.uint8).random_(0, 2).view(torch.bool)
-step(torch.zeros(64, 64, dtype=torch.bool), "B3/S23", backend=backend)  # lazy imports, caches
+if backend == "bits compiled":
+    bitkernel.COMPILE_AFTER = 0
+backend = backend.split()[0]
+step(x, "B3/S23", backend=backend)  # lazy imports, caches, the kernel
 before = status("VmRSS")
 with open("/proc/self/clear_refs", "w") as f:
     f.write("5")  # reset the peak (VmHWM) to the current RSS
@@ -369,7 +416,7 @@ def memory(args: argparse.Namespace) -> list[dict[str, Any]]:
     out = []
     side = args.memory_size
     print(f"\n## memory: one step of Life on a {side}² bool board, peak RSS growth")
-    for backend in ("bits", "bytes"):
+    for backend in ("bits", "bits compiled", "bytes"):
         res = subprocess.run([sys.executable, "-c", MEMORY_PROBE, str(side), backend],
                              capture_output=True, text=True, cwd=REPO, check=True)
         grown = int(res.stdout.strip().splitlines()[-1])
@@ -398,7 +445,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--chunk-sweep", action="store_true", help="add the chunk-size sweep")
     p.add_argument("--memory", action="store_true", help="add the peak-RSS measurement")
     p.add_argument("--compile", action="store_true",
-                   help="add eager vs torch.compile of the packed step (slow: compiles 4×)")
+                   help="add the kernel build time, cold and warm (slow: fresh processes)")
     p.add_argument("--memory-size", type=int, default=20000, help="board side for --memory")
     p.add_argument("--no-lifelib", action="store_true", help="skip lifelib even if installed")
     add_common_args(p)

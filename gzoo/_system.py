@@ -1,13 +1,20 @@
-"""What this machine is and has: its CPU model and the memory left to this process."""
+"""What this machine is and has: its CPU model and the memory left to this process; and a
+hint to its kernel (huge pages for large fresh buffers)."""
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import platform
+import sys
 from pathlib import Path
 
 import torch
 
-__all__ = ["available_memory", "cpu_model"]
+__all__ = ["advise_huge_pages", "available_memory", "cpu_model"]
+
+_HUGE = 1 << 21  # a 2 MiB transparent huge page (x86-64, arm64 with 4 KiB pages)
+_MADV_HUGEPAGE = 14
 
 
 def cpu_model() -> str:
@@ -53,3 +60,34 @@ def available_memory(device: torch.device | None = None) -> int | None:
             found.append(max(cap - now, 0))
             break
     return min(found) if found else None
+
+
+@functools.lru_cache(maxsize=1)
+def _madvise() -> object | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).madvise
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+def advise_huge_pages(t: torch.Tensor) -> bool:
+    """Ask Linux to back a fresh, large CPU tensor with transparent huge pages
+    (``madvise(MADV_HUGEPAGE)`` on its whole 2 MiB blocks), before anything is written to it.
+
+    Large allocations are fresh mappings, and touching each 4 KiB page for the first time costs
+    more than writing it on some machines (measured: ~1.6 ms per 4 MiB frame of a ``simulate``
+    history on the dev VM, ~0.23 ms with huge pages). A hint only: the contents are unchanged,
+    and where it is not supported nothing happens. Returns whether the kernel took the hint."""
+    if t.device.type != "cpu" or t.numel() * t.element_size() < 2 * _HUGE:
+        return False
+    fn = _madvise()
+    if fn is None:
+        return False
+    start = -(-t.data_ptr() // _HUGE) * _HUGE
+    end = (t.data_ptr() + t.numel() * t.element_size()) // _HUGE * _HUGE
+    return end > start and fn(start, end - start, _MADV_HUGEPAGE) == 0  # type: ignore[operator]

@@ -259,3 +259,25 @@ def test_atlas_ablation_and_report(tmp_path, capsys):
     assert res["rule"] == payload["rules"][0] and res["cpu_seconds"] > 0
     atlas.main(["report", "--records", str(tmp_path)])
     assert "| + population of 4 nets (the default) | p4 |" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------- simulate
+def test_simulate_script_cpu(tmp_path):
+    sim = load("simulate")
+    sim.main(["--settings", "9x70x2", "5x6x64", "--rules", "B3/S23", "random-map",
+              "--repeats", "1", "--steps", "3", "--no-lifelib", "--no-plot", "--out",
+              str(tmp_path)])
+    data = json.loads((tmp_path / "simulate.json").read_text())
+    assert data["args"]["threads"] == 1 and data["machine"]["torch_threads"] == 1
+    rows = data["rows"]
+    groups = {(r["setting"], r["rule"]) for r in rows}
+    assert groups == {(s, r) for s in ("2×9×70", "64×5×6") for r in ("B3/S23", "random-map")}
+    for setting, rule in groups:
+        methods = {r["method"]: r for r in rows if (r["setting"], r["rule"]) == (setting, rule)}
+        assert {"bytes step", "bits step", "bits simulate", "bits engine", "bits step (eager)",
+                "bits engine (eager)", "copy floor (bytes)"} <= set(methods)
+        assert methods["bytes step"]["x_bytes_step"] == 1.0
+        cells = {"2×9×70": 2 * 9 * 70, "64×5×6": 64 * 5 * 6}[setting]
+        for r in methods.values():
+            assert r["cell_updates"] == cells * 3 and r["steps"] == 3
+            assert r["cell_updates_per_s"] > 0 and r["timing"]["median"] > 0

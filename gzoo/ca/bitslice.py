@@ -44,6 +44,11 @@ table. A random table needs about 230 gates, Life's 9-input table about 60.
 cache and the working memory is a few chunks plus the two packed buffers (``2 · ⌈W/64⌉ · 8`` bytes
 per row, about 0.25 byte per cell). B0 rules run literally, as on the byte path.
 
+**Compiled.** Long runs step with the same program generated as code and compiled by
+``torch.compile`` into one loop over the words (:mod:`gzoo.ca.bitkernel`): once a rule has spent
+:data:`gzoo.ca.bitkernel.COMPILE_AFTER` seconds stepping eagerly, each kernel checked against
+this eager step before it is used.
+
 **Packing.** On CPU (little-endian hosts) rows pack and unpack with ``np.packbits`` /
 ``np.unpackbits`` (``bitorder="little"``, bytes viewed as words): one C pass each. Elsewhere a
 multiply gathers 8 cells per byte and a 256-entry table spreads them back. The batch layout
@@ -55,6 +60,7 @@ from __future__ import annotations
 import functools
 import random
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -74,6 +80,7 @@ CHUNK_WORDS = 1 << 18
 _CUDA_CHUNK_WORDS = 1 << 26
 #: Cells per chunk when packing or unpacking (bounds the temporaries to ~2 MiB).
 _IO_CHUNK_CELLS = 1 << 21
+_clock = time.perf_counter  # times eager steps for the compile tier (gzoo.ca.bitkernel)
 
 _LOW63 = (1 << 63) - 1  # clears bit 63 after an arithmetic shift: c >>> 1 = (c >> 1) & _LOW63
 #: ``(Σ_k b_k 256^k) · _GATHER_BITS`` has ``b_k`` at bit ``56 + k`` (bytes ``b_k ∈ {0, 1}``): the
@@ -406,8 +413,10 @@ def _counts_program(birth: frozenset[int], survival: frozenset[int], hood: str) 
     return _Program(hood, compile_table(table, 1 + n_bits, care))
 
 
-def _program(rule: Rule | str) -> _Program:
+def _program(rule: Rule | str | _Program) -> _Program:
     """The bit-sliced program of a rule: counts for B/S(V) rules, the table circuit otherwise."""
+    if isinstance(rule, _Program):
+        return rule
     rule = Rule.parse(rule)
     if rule.is_outer_totalistic:
         return _counts_program(rule.birth, rule.survival, rule.neighbourhood)
@@ -694,22 +703,50 @@ class BitBoards:
     def height(self) -> int:
         return self.shape[-2]
 
-    def step(self, rule: Rule | str, steps: int = 1) -> BitBoards:
-        """``steps`` steps of ``rule`` (new boards; ``self`` is unchanged)."""
+    def step(self, rule: Rule | str, steps: int = 1, *, hot: bool | None = None) -> BitBoards:
+        """``steps`` steps of ``rule`` (new boards; ``self`` is unchanged).
+
+        Long runs step with a compiled kernel (:mod:`gzoo.ca.bitkernel`); ``hot`` overrides
+        that choice (``False``: eager)."""
         steps = check_int("steps", steps, minimum=0)
         state = (BitBoards(self.words.clone(), self.shape, self.batch_layout) if steps == 0
                  else self)
-        for state in self._evolve(rule, steps):  # noqa: B007 (the last state is the result)
+        for state in self._evolve(rule, steps, hot):  # noqa: B007 (the last state is the result)
             pass
         return state
 
-    def _evolve(self, rule: Rule | str, steps: int) -> Iterator[BitBoards]:
-        """The states after 1, 2, …, ``steps`` steps; each is overwritten two steps later."""
+    @property
+    def _batch(self) -> int:
+        return self.shape[0] if len(self.shape) == 3 else 1
+
+    def _evolve(self, rule: Rule | str, steps: int, hot: bool | None = None
+                ) -> Iterator[BitBoards]:
+        """The states after 1, 2, …, ``steps`` steps; each may be overwritten two steps later.
+
+        ``hot``: ``True`` steps with the rule's compiled kernel (:mod:`gzoo.ca.bitkernel`),
+        ``False`` eagerly, ``None`` as the rule's account of eager time says (tiered)."""
+        from . import bitkernel  # (it imports this module)
+
         program = _program(rule)
+        device = self.words.device
+        if hot is None:
+            hot, tier = bitkernel.hot(program, device), True
+        else:
+            tier = False
+        fn = (bitkernel.kernel(program, self.words, self.width, self.batch_layout)
+              if hot and steps else None)
         src, spare = self.words, None
-        for _ in range(steps):
-            dst = torch.empty_like(src) if spare is None else spare
-            _step_words(src, dst, program, self.width, self.batch_layout)
+        for i in range(steps):
+            if fn is not None:  # the same step, compiled
+                dst = fn(src)
+            else:
+                dst = torch.empty_like(src) if spare is None else spare
+                t0 = _clock()
+                _step_words(src, dst, program, self.width, self.batch_layout)
+                if tier and bitkernel.spend(program, _clock() - t0, steps - i - 1,
+                                            device):
+                    fn = bitkernel.kernel(program, dst, self.width, self.batch_layout)
+                    tier = False
             yield BitBoards(dst, self.shape, self.batch_layout)
             spare = None if src is self.words else src
             src = dst

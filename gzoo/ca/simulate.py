@@ -17,8 +17,10 @@ Every other rule (isotropic, MAP): the 3×3 block around each cell is read as it
 
 Two backends compute the same steps: ``"bytes"`` (the above, one byte per cell: the reference)
 and ``"bits"`` (:mod:`gzoo.ca.bitslice`: 64 cells per word, bitwise adders and compiled rule
-circuits). ``backend="auto"`` (the default) runs bit-sliced from :data:`BITS_MIN_CELLS` cells
-on, where it is measured faster (``benchmarks/simulate.py``).
+circuits; long runs of a rule go on in a compiled kernel, :mod:`gzoo.ca.bitkernel`).
+``backend="auto"`` (the default) runs bit-sliced from :data:`BITS_MIN_CELLS` cells on, or from
+:data:`KERNEL_MIN_CELLS` once the rule's kernel is due, where each is measured faster
+(``benchmarks/simulate.py``).
 
 ``B0`` rules are run literally: an empty torus turns fully alive and the background strobes
 (Golly runs them differently; see :mod:`gzoo.ca.rule`).
@@ -30,6 +32,8 @@ from functools import lru_cache
 
 import torch
 
+from .._system import advise_huge_pages
+from . import bitkernel
 from .bitslice import BitBoards
 from .rule import Rule
 from .stencil import NEIGHBOURHOODS, pattern_index
@@ -51,6 +55,8 @@ BACKENDS = ("auto", "bytes", "bits")
 #: circuit): the crossovers of one :func:`step` call, packing included, measured by
 #: ``benchmarks/simulate.py --crossover`` (1 CPU thread; ``simulate`` packs once and gains sooner).
 BITS_MIN_CELLS = {"counts": 1 << 19, "table": 1 << 19}
+#: The same crossovers once a rule's steps run compiled (:mod:`gzoo.ca.bitkernel`).
+KERNEL_MIN_CELLS = {"counts": 1 << 18, "table": 1 << 13}
 
 _INT_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
@@ -149,17 +155,25 @@ def _step_u8(x: torch.Tensor, rule: Rule) -> torch.Tensor:
 
 
 def _use_bits(backend: object, x: torch.Tensor, rule: Rule) -> bool:
-    """Whether ``backend`` (checked) runs ``x`` bit-sliced."""
+    """Whether ``backend`` (checked) runs ``x`` bit-sliced: ``"auto"`` from
+    :data:`BITS_MIN_CELLS` cells, or :data:`KERNEL_MIN_CELLS` once the rule's steps run compiled
+    (:mod:`gzoo.ca.bitkernel`)."""
     if not isinstance(backend, str):
         raise TypeError(f"backend must be a str, one of {BACKENDS}, got {type(backend).__name__}")
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    if backend == "auto":
-        return x.numel() >= BITS_MIN_CELLS["counts" if rule.is_outer_totalistic else "table"]
-    return backend == "bits"
+    if backend != "auto":
+        return backend == "bits"
+    kind = "counts" if rule.is_outer_totalistic else "table"
+    if x.numel() >= BITS_MIN_CELLS[kind]:
+        return True
+    return x.numel() >= KERNEL_MIN_CELLS[kind] and bitkernel.hot(rule, x.device)
 
 
 def _restore(y: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """0/1 boards ``y`` in ``dtype`` (a view where ``y`` is ``uint8`` and ``dtype`` bool)."""
+    if dtype == torch.bool and y.dtype == torch.uint8:
+        return y.view(torch.bool)
     return y.bool() if dtype == torch.bool else y.to(dtype)
 
 
@@ -192,7 +206,8 @@ def step(boards: torch.Tensor, rule: Rule | str, *, backend: str = "auto") -> to
     rule = Rule.parse(rule)
     x = as_uint8_boards(boards)
     if _use_bits(backend, x, rule):
-        return BitBoards._from_uint8(x, tuple(x.shape)).step(rule).unpack(boards.dtype)
+        packed = BitBoards._from_uint8(x, tuple(x.shape)).step(rule)
+        return _restore(packed.unpack(torch.uint8), boards.dtype)
     return _restore(_step_u8(x, rule), boards.dtype)
 
 
@@ -211,6 +226,7 @@ def simulate(
         raise ValueError(f"steps must be >= 0, got {steps}")
     x = as_uint8_boards(board)
     hist = torch.empty((steps + 1, *x.shape), dtype=board.dtype, device=board.device)
+    advise_huge_pages(hist)  # (a fresh history: first touches of 4 KiB pages cost, see there)
     hist[0] = board
     if _use_bits(backend, x, rule):
         packed = BitBoards._from_uint8(x, tuple(x.shape))

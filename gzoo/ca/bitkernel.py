@@ -1,0 +1,202 @@
+r"""Fused bit-sliced steps: a rule's whole step as generated code, compiled by ``torch.compile``.
+
+The eager step of :mod:`gzoo.ca.bitslice` issues ~35 (Life) to ~250 (a random table) PyTorch
+calls per chunk of words, and their fixed cost, not the bitwise work, dominates it. Here the
+same step is written out as straight-line Python for one rule and one board width
+(:func:`kernel_source`) —
+
+    w = (c << 1) | (p >>> 63)      e = (c >>> 1) | (q << 63)          (neighbour planes)
+    full adders → T₀ … T₃, or the nine planes   →   g₀ = …, g₁ = …, …   (the rule's circuit)
+    halo: rows 0, H + 1 and words 0, nw + 1 of the result               (the torus)
+
+— and handed to ``torch.compile`` (``fullgraph``, static shapes), whose code generator fuses it
+into one loop over the words: halo'd words in, the next halo'd words out, as
+:func:`gzoo.ca.bitslice._step_words` computes them. Packing and unpacking stay eager (numpy's
+``packbits``/``unpackbits`` are one pass each; here a compiled pack measured ~30× slower and a
+compiled unpack no faster).
+
+**When.** A compile costs seconds (measured in ``benchmarks/simulate.py --compile``), so a rule's
+steps go compiled only once eager stepping has cost, or is about to cost, more than that — a
+tiered JIT: each eager bit-sliced step's time is added to its rule's account, and when the
+account plus the steps still ahead in the same call (at the speed just measured) reaches
+:data:`COMPILE_AFTER` seconds, the kernel is built and the call continues on it; later calls of
+that rule start compiled. ``COMPILE_AFTER = None`` turns kernels off, ``0`` builds them at once.
+CPU only: the CUDA path stays eager (never run here: no GPU was lent).
+
+**Trust.** Each new kernel's first step is checked word for word against the eager step it
+replaces. A kernel that fails to build or disagrees is dropped with one warning, and from then on
+every step runs eagerly. The eager step is the reference; the suite tests both.
+"""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from . import bitslice as bs
+from .rule import Rule
+
+__all__ = ["CACHE_SIZE", "COMPILE_AFTER", "hot", "kernel", "kernel_source", "spend"]
+
+#: Seconds of eager bit-sliced stepping of one rule (spent in this process, plus what the current
+#: call will still spend) from which its steps run compiled; ``None``: never, ``0``: at once.
+COMPILE_AFTER: float | None = 2.0
+#: Kernels kept (one per rule and packed shape); the oldest is dropped first.
+CACHE_SIZE = 32
+
+Kernel = Callable[[Tensor], Tensor]
+
+_spent: dict[bs._Program, float] = {}  # seconds of eager steps per rule
+_cache: dict[tuple, Kernel] = {}
+_broken: str | None = None  # why kernels are off in this process, once one failed
+_serial = itertools.count()
+
+
+def hot(rule: Rule | str | bs._Program, device: torch.device) -> bool:
+    """Whether ``rule``'s steps on ``device`` run compiled from the start (its account is full,
+    or kernels are on at once)."""
+    if not _allowed(device):
+        return False
+    assert COMPILE_AFTER is not None
+    if COMPILE_AFTER > 0 and not _spent:  # nothing stepped eagerly yet (no circuit compiled)
+        return False
+    return _spent.get(bs._program(rule), 0.0) >= COMPILE_AFTER
+
+
+def spend(program: bs._Program, seconds: float, steps_ahead: int, device: torch.device) -> bool:
+    """Add one eager step's ``seconds`` to ``program``'s account; whether to compile now, with
+    ``steps_ahead`` more steps of the same size still to run in this call."""
+    if not _allowed(device):
+        return False
+    assert COMPILE_AFTER is not None
+    if len(_spent) > 4096:  # (bounded: an atlas runs many rules briefly)
+        _spent.clear()
+    total = _spent[program] = _spent.get(program, 0.0) + seconds
+    return total + seconds * steps_ahead >= COMPILE_AFTER
+
+
+def _allowed(device: torch.device) -> bool:
+    if COMPILE_AFTER is None or _broken is not None or device.type != "cpu":
+        return False
+    return not torch.compiler.is_compiling()  # inside a caller's compiled region: stay eager
+
+
+def kernel(program: bs._Program, words: Tensor, width: int, batch_layout: bool) -> Kernel | None:
+    """The compiled step of ``program`` for halo'd ``words`` shaped like these (one step, halo
+    included), checked against the eager step on ``words`` when first built; ``None`` once
+    kernels are broken in this process (then step eagerly)."""
+    key = (program, tuple(words.shape), width, batch_layout)
+    fn = _cache.get(key)
+    if fn is not None or _broken is not None:
+        return fn
+    # (integer tensors carry no gradient: no no_grad wrapper, whose cost per call is measurable)
+    fn = torch.compile(_exec(kernel_source(program, width, batch_layout)), fullgraph=True,
+                       dynamic=False)
+    try:
+        with warnings.catch_warnings():  # (the compiler's own deprecation notices are not ours)
+            warnings.simplefilter("ignore")
+            got = fn(words)
+    except Exception as exc:  # no compiler, an unsupported platform, …: the eager path is exact
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        _give_up(f"compiling a bit-sliced step failed ({type(exc).__name__}: {first})")
+        return None
+    want = torch.empty_like(words)
+    bs._step_words(words, want, program, width, batch_layout)
+    if not torch.equal(got, want):
+        _give_up(f"a compiled bit-sliced step (words {tuple(words.shape)}) disagreed "
+                 "with the eager step; please report it")
+        return None
+    while len(_cache) >= CACHE_SIZE:
+        _cache.pop(next(iter(_cache)))
+    _cache[key] = fn
+    return fn
+
+
+def _give_up(why: str) -> None:
+    global _broken
+    _broken = why
+    _cache.clear()
+    warnings.warn(f"gzoo: {why}; bit-sliced steps run eagerly from now on", RuntimeWarning,
+                  stacklevel=4)
+
+
+def _exec(source: str) -> Kernel:
+    """The function ``step`` of ``source`` as a fresh code object: ``torch.compile`` caches per
+    code object, so every rule and shape gets its own entry (no recompile limit is reached)."""
+    namespace: dict[str, Any] = {"torch": torch}
+    exec(compile(source, f"<gzoo bit-sliced step {next(_serial)}>", "exec"), namespace)
+    return namespace["step"]
+
+
+_OPS = {"and": "{a} & {b}", "or": "{a} | {b}", "xor": "{a} ^ {b}", "not": "~{a}"}
+
+
+def kernel_source(program: bs._Program, width: int, batch_layout: bool) -> str:
+    """Python source of ``step(s)`` (module docstring) for boards of width ``width``: ``s`` are
+    halo'd words as in :mod:`gzoo.ca.bitslice`, in its row or batch layout."""
+    out: list[str] = []
+    emit = out.append
+    nw = -(-width // 64)
+    # ---- halo: the torus around the cells' words y (bitslice._fill_halo, for this width)
+    emit("def halo(y):")
+    if batch_layout:
+        emit("    y = torch.cat([y[..., -1:], y, y[..., :1]], -1)")
+    else:
+        r = width - 64 * (nw - 1)  # cells in the last word
+        emit("    first = y[..., :1]")
+        if r < 64:  # bits r.. of the last word ← cells 0..; word 0's bit 63 ← cell W − 1
+            emit(f"    last = y[..., -1:] & {(1 << r) - 1}")
+            if nw == 1:  # one word, first and last: extended in place, as the eager halo does
+                emit(f"    last = last | (last << {r})")
+                emit("    first = last")
+            else:
+                emit(f"    last = last | (first << {r})")
+            emit(f"    west = last << {64 - r}")
+        else:
+            emit("    last = y[..., -1:]")
+            emit("    west = last")
+        middle = "y[..., :-1], " if nw > 1 else ""
+        emit(f"    y = torch.cat([west, {middle}last, first], -1)")
+    emit("    return torch.cat([y[:, -1:], y, y[:, :1]], 1)")
+    # ---- the step
+    emit("def step(s):")
+    if batch_layout:  # one bit per board: the neighbours are the neighbouring words
+        emit("    w, c, e = s[..., :-2], s[..., 1:-1], s[..., 2:]")
+    else:
+        emit("    c = s[..., 1:-1]")
+        emit("    w = (c << 1) | ((s[..., :-2] >> 63) & 1)  # x[j − 1]")
+        emit(f"    e = ((c >> 1) & {bs._LOW63}) | (s[..., 2:] << 63)  # x[j + 1]")
+    circuit = program.circuit
+    if program.inputs == "moore":  # T = n + x by full adders (bitslice docstring)
+        emit("    h0 = w ^ c ^ e; h1 = (w & c) | ((w ^ c) & e)  # w + c + e = h0 + 2 h1")
+        emit("    a0, b0, c0 = h0[:, :-2], h0[:, 1:-1], h0[:, 2:]")
+        emit("    a1, b1, c1 = h1[:, :-2], h1[:, 1:-1], h1[:, 2:]")
+        emit("    t0 = a0 ^ b0 ^ c0; k1 = (a0 & b0) | ((a0 ^ b0) & c0)  # Σ h0 = t0 + 2 k1")
+        emit("    u = a1 ^ b1 ^ c1; v = (a1 & b1) | ((a1 ^ b1) & c1)  # Σ h1 = u + 2 v")
+        emit("    t1 = u ^ k1; q = u & k1; t2 = v ^ q; t3 = v & q  # T = t0 + 2(k1 + u) + 4v")
+        inputs = ["c[:, 1:-1]", "t0", "t1", "t2", "t3"]
+    elif program.inputs == "von_neumann":
+        emit("    x, w, e = c[:, 1:-1], w[:, 1:-1], e[:, 1:-1]")
+        emit("    up, dn = c[:, :-2], c[:, 2:]")
+        emit("    s1 = up ^ dn ^ x; k1 = (up & dn) | ((up ^ dn) & x)  # up + down + x = s1 + 2 k1")
+        emit("    t0 = w ^ e ^ s1; k2 = (w & e) | ((w ^ e) & s1)  # w + e + s1 = t0 + 2 k2")
+        emit("    t1 = k1 ^ k2; t2 = k1 & k2  # T = t0 + 2(k1 + k2)")
+        inputs = ["x", "t0", "t1", "t2"]
+    else:  # input 3r + c: cell (r, c) of the 3×3 pattern, row offset r − 1, column offset c − 1
+        emit("    rows = s.shape[1] - 2")
+        inputs = [f"{p}[:, {r}:{r} + rows]" for r in range(3) for p in ("w", "c", "e")]
+    base = 2 + circuit.n_inputs
+    name = {0: "torch.zeros_like(c[:, 1:-1])", 1: "torch.full_like(c[:, 1:-1], -1)"}
+    for k, expr in enumerate(inputs):
+        name[2 + k] = f"i{k}"
+        emit(f"    i{k} = {expr}")
+    for g, (op, a, b) in enumerate(circuit.gates):
+        name[base + g] = f"g{g}"
+        emit(f"    g{g} = " + _OPS[op].format(a=name[a], b=name[b]))
+    emit(f"    return halo({name[circuit.output]})")
+    return "\n".join(out) + "\n"
