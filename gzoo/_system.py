@@ -79,9 +79,9 @@ def advise_huge_pages(t: torch.Tensor) -> bool:
     """Ask Linux to back a fresh, large CPU tensor with transparent huge pages
     (``madvise(MADV_HUGEPAGE)`` on its whole 2 MiB blocks), before anything is written to it.
 
-    Large allocations are fresh mappings, and touching each 4 KiB page for the first time costs
-    more than writing it on some machines (measured: ~1.6 ms per 4 MiB frame of a ``simulate``
-    history on the dev VM, ~0.23 ms with huge pages). A hint only: the contents are unchanged,
+    Large allocations are fresh mappings, and touching each 4 KiB page for the first time can
+    cost several times the write itself (it did for ``simulate`` histories on the dev VM, where
+    the kernel hands out huge pages only when asked). A hint only: the contents are unchanged,
     and where it is not supported nothing happens. Returns whether the kernel took the hint."""
     if t.device.type != "cpu" or t.numel() * t.element_size() < 2 * _HUGE:
         return False

@@ -12,8 +12,8 @@ same step is written out as straight-line Python for one rule and one board widt
 — and handed to ``torch.compile`` (``fullgraph``, static shapes), whose code generator fuses it
 into one loop over the words: halo'd words in, the next halo'd words out, as
 :func:`gzoo.ca.bitslice._step_words` computes them. Packing and unpacking stay eager (numpy's
-``packbits``/``unpackbits`` are one pass each; here a compiled pack measured ~30× slower and a
-compiled unpack no faster).
+``packbits``/``unpackbits`` are one pass each; a compiled pack was slower and a compiled unpack
+no faster when tried).
 
 **When.** A compile costs seconds (measured in ``benchmarks/simulate.py --compile``), so a rule's
 steps go compiled only once eager stepping has cost, or is about to cost, more than that — a
