@@ -106,6 +106,20 @@ def test_every_path_runs_the_kernels_when_hot(no_compiler, rule):
     assert len(bitkernel._cache) == 3 and bitkernel._broken is None
 
 
+def test_packed_runs_take_several_steps_per_call_on_small_boards(no_compiler, monkeypatch):
+    rule = Rule.from_table(random.Random(9).getrandbits(512))
+    x = soup((64, 6, 7), seed=6)  # batch layout: 1 × 8 × 9 words
+    packed = BitBoards.pack(x)
+    want = packed.step(rule, 19, hot=False).unpack()
+    assert not bitkernel._cache
+    assert torch.equal(packed.step(rule, 19, hot=True).unpack(), want)
+    assert sorted(k[-1] for k in bitkernel._cache) == [1, bitkernel.STEPS_PER_CALL]  # 2 × 8 + 3
+    monkeypatch.setattr(bitkernel, "STEPS_PER_CALL_MAX_WORDS", 8 * 9 - 1)  # not small now
+    bitkernel._cache.clear()
+    assert torch.equal(packed.step(rule, 19, hot=True).unpack(), want)
+    assert [k[-1] for k in bitkernel._cache] == [1]
+
+
 # ---------------------------------------------------------------------- real torch.compile
 @pytest.mark.parametrize(("rule", "shape"), [
     ("B3/S23", (2, 9, 70)),  # Moore counts, row layout, a short last word
@@ -122,6 +136,9 @@ def test_compiled_kernels_match_the_byte_path(rule, shape):
     assert torch.equal(got, simulate(x, r, 6, backend="bytes"))
     assert torch.equal(step(x, r, backend="bits"), got[1])  # same kernel, from the cache
     assert len(bitkernel._cache) == 1
+    if rule == "B3/S23":  # and several steps in one compiled call
+        assert torch.equal(BitBoards.pack(x).step(r, 9).unpack(), simulate(x, r, 9)[-1])
+        assert sorted(k[-1] for k in bitkernel._cache) == [1, bitkernel.STEPS_PER_CALL]
 
 
 # ---------------------------------------------------------------------- when kernels are built
@@ -183,8 +200,8 @@ def test_the_cache_is_bounded(no_compiler, monkeypatch):
 def test_a_kernel_that_disagrees_is_dropped_and_the_step_stays_exact(no_compiler, monkeypatch):
     real = bitkernel.kernel_source
 
-    def wrong(program, width, batch_layout):  # one gate off: x' = x everywhere
-        return real(program, width, batch_layout) + "def step(s):\n    return s.clone()\n"
+    def wrong(program, width, batch_layout, steps=1):  # x' = x everywhere
+        return real(program, width, batch_layout, steps) + "def step(s):\n    return s.clone()\n"
 
     monkeypatch.setattr(bitkernel, "kernel_source", wrong)
     bitkernel.COMPILE_AFTER = 0

@@ -706,20 +706,34 @@ class BitBoards:
     def step(self, rule: Rule | str, steps: int = 1, *, hot: bool | None = None) -> BitBoards:
         """``steps`` steps of ``rule`` (new boards; ``self`` is unchanged).
 
-        Long runs step with a compiled kernel (:mod:`gzoo.ca.bitkernel`); ``hot`` overrides
-        that choice (``False``: eager)."""
+        Long runs step with a compiled kernel (:mod:`gzoo.ca.bitkernel`), several steps per
+        call; ``hot`` overrides that choice (``True``: compiled now, ``False``: eager)."""
+        from . import bitkernel  # (it imports this module)
+
         steps = check_int("steps", steps, minimum=0)
-        state = (BitBoards(self.words.clone(), self.shape, self.batch_layout) if steps == 0
-                 else self)
-        for state in self._evolve(rule, steps, hot):  # noqa: B007 (the last state is the result)
+        if steps == 0:
+            return BitBoards(self.words.clone(), self.shape, self.batch_layout)
+        program = _program(rule)
+        state, k = self, bitkernel.STEPS_PER_CALL
+        small = self.words.numel() <= bitkernel.STEPS_PER_CALL_MAX_WORDS
+        if small and steps >= k and (
+                bitkernel.hot(program, self.words.device) if hot is None else hot):
+            fn = bitkernel.kernel(program, self.words, self.width, self.batch_layout, k)
+            if fn is not None:  # k steps per call, no state in between materialised for us
+                words = self.words
+                for _ in range(steps // k):
+                    words = fn(words)
+                state, steps = BitBoards(words, self.shape, self.batch_layout), steps % k
+        last = state
+        for last in state._evolve(program, steps, hot):  # noqa: B007 (the last is the result)
             pass
-        return state
+        return last
 
     @property
     def _batch(self) -> int:
         return self.shape[0] if len(self.shape) == 3 else 1
 
-    def _evolve(self, rule: Rule | str, steps: int, hot: bool | None = None
+    def _evolve(self, rule: Rule | str | _Program, steps: int, hot: bool | None = None
                 ) -> Iterator[BitBoards]:
         """The states after 1, 2, …, ``steps`` steps; each may be overwritten two steps later.
 
