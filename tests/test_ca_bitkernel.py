@@ -6,7 +6,9 @@ compiling fails, the bounded cache."""
 from __future__ import annotations
 
 import importlib
+import os
 import random
+import shutil
 
 import pytest
 import torch
@@ -121,6 +123,10 @@ def test_packed_runs_take_several_steps_per_call_on_small_boards(no_compiler, mo
 
 
 # ---------------------------------------------------------------------- real torch.compile
+HAS_CXX = any(shutil.which(c) for c in (os.environ.get("CXX", ""), "g++", "c++", "clang++") if c)
+
+
+@pytest.mark.skipif(not HAS_CXX, reason="torch.compile on CPU needs a C++ compiler")
 @pytest.mark.parametrize(("rule", "shape"), [
     ("B3/S23", (2, 9, 70)),  # Moore counts, row layout, a short last word
     ("B2/S34V", (1, 7, 64)),  # von Neumann counts, exactly one word
