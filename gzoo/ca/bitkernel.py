@@ -46,7 +46,10 @@ __all__ = ["CACHE_SIZE", "COMPILE_AFTER", "STEPS_PER_CALL", "STEPS_PER_CALL_MAX_
 
 #: Seconds of eager bit-sliced stepping of one rule (spent in this process, plus what the current
 #: call will still spend) from which its steps run compiled; ``None``: never, ``0``: at once.
-COMPILE_AFTER: float | None = 2.0
+#: About what a build costs (ski rental: rent until the rent paid equals the price): 3–4 s in a
+#: fresh process with PyTorch's on-disk cache filled, 13–18 s with it empty, less once the
+#: compiler is loaded (``benchmarks/simulate.py --compile``).
+COMPILE_AFTER: float | None = 5.0
 #: Kernels kept (one per rule, packed shape and steps per call); the oldest is dropped first.
 CACHE_SIZE = 32
 #: Steps per compiled call when only the last state is wanted (``BitBoards.step``) and the boards
@@ -83,7 +86,10 @@ def spend(program: bs._Program, seconds: float, steps_ahead: int, device: torch.
     if len(_spent) > 4096:  # (bounded: an atlas runs many rules briefly)
         _spent.clear()
     total = _spent[program] = _spent.get(program, 0.0) + seconds
-    return total + seconds * steps_ahead >= COMPILE_AFTER
+    if total + seconds * steps_ahead < COMPILE_AFTER:
+        return False
+    _spent[program] = max(total, COMPILE_AFTER)  # due now: later calls start compiled
+    return True
 
 
 def _allowed(device: torch.device) -> bool:
