@@ -105,7 +105,7 @@ def test_every_path_runs_the_kernels_when_hot(no_compiler, rule):
         assert torch.equal(BitBoards.pack(x).step(rule, 4).unpack(), want[-1])
         f = x.float()
         assert torch.equal(simulate(f, rule, 2, backend="bits"), want[:3].float())
-    assert len(bitkernel._cache) == 3 and bitkernel._broken is None
+    assert len(bitkernel._cache) == 4 and bitkernel._broken is None  # 3 shapes, 1 "once"
 
 
 def test_packed_runs_take_several_steps_per_call_on_small_boards(no_compiler, monkeypatch):
@@ -120,6 +120,18 @@ def test_packed_runs_take_several_steps_per_call_on_small_boards(no_compiler, mo
     bitkernel._cache.clear()
     assert torch.equal(packed.step(rule, 19, hot=True).unpack(), want)
     assert [k[-1] for k in bitkernel._cache] == [1]
+
+
+@pytest.mark.parametrize("shape", [(64, 5, 7), (70, 3, 4), (130, 2, 9), (128, 4, 1)])
+def test_many_small_boards_step_in_one_call(no_compiler, shape):
+    """``step`` on many small boards, once hot: pack, step and unpack as one kernel."""
+    bitkernel.COMPILE_AFTER = 0
+    for i, rule in enumerate(rules()[::2]):
+        x = soup(shape, seed=i)
+        assert BitBoards.prefers_batch_layout(shape[0], shape[2])
+        assert torch.equal(step(x, rule, backend="bits"), step(x, rule, backend="bytes")), rule
+        assert torch.equal(step(x.float(), rule, backend="bits"), step(x, rule).float())
+    assert {k[-1] for k in bitkernel._cache} == {"once"} and bitkernel._broken is None
 
 
 # ---------------------------------------------------------------------- real torch.compile
@@ -140,8 +152,9 @@ def test_compiled_kernels_match_the_byte_path(rule, shape):
     assert bitkernel._broken is None, bitkernel._broken  # compiled, not a silent fallback
     assert len(bitkernel._cache) == 1
     assert torch.equal(got, simulate(x, r, 6, backend="bytes"))
-    assert torch.equal(step(x, r, backend="bits"), got[1])  # same kernel, from the cache
-    assert len(bitkernel._cache) == 1
+    assert torch.equal(step(x, r, backend="bits"), got[1])
+    many_small = BitBoards.prefers_batch_layout(shape[0], shape[2])
+    assert len(bitkernel._cache) == 1 + many_small  # the same kernel, or the one-call "once"
     if rule == "B3/S23":  # and several steps in one compiled call
         assert torch.equal(BitBoards.pack(x).step(r, 9).unpack(), simulate(x, r, 9)[-1])
         assert sorted(k[-1] for k in bitkernel._cache) == [1, bitkernel.STEPS_PER_CALL]

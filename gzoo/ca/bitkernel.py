@@ -11,9 +11,11 @@ same step is written out as straight-line Python for one rule and one board widt
 
 — and handed to ``torch.compile`` (``fullgraph``, static shapes), whose code generator fuses it
 into one loop over the words: halo'd words in, the next halo'd words out, as
-:func:`gzoo.ca.bitslice._step_words` computes them. Packing and unpacking stay eager (numpy's
-``packbits``/``unpackbits`` are one pass each; a compiled pack was slower and a compiled unpack
-no faster when tried).
+:func:`gzoo.ca.bitslice._step_words` computes them. Packing and unpacking rows stay eager
+(numpy's ``packbits``/``unpackbits`` are one pass each; compiled ones were no faster when tried);
+``step`` on many small boards (the batch layout) packs, steps and unpacks in one compiled call
+(:func:`once_kernel`), since there the fixed cost of each separate call outweighs the work.
+``BitBoards.step`` on small boards runs :data:`STEPS_PER_CALL` steps per call.
 
 **When.** A compile costs seconds (measured in ``benchmarks/simulate.py --compile``), so a rule's
 steps go compiled only once eager stepping has cost, or is about to cost, more than that — a
@@ -42,7 +44,7 @@ from . import bitslice as bs
 from .rule import Rule
 
 __all__ = ["CACHE_SIZE", "COMPILE_AFTER", "STEPS_PER_CALL", "STEPS_PER_CALL_MAX_WORDS", "hot",
-           "kernel", "kernel_source", "spend"]
+           "kernel", "kernel_source", "once_kernel", "spend"]
 
 #: Seconds of eager bit-sliced stepping of one rule (spent in this process, plus what the current
 #: call will still spend) from which its steps run compiled; ``None``: never, ``0``: at once.
@@ -103,28 +105,52 @@ def kernel(program: bs._Program, words: Tensor, width: int, batch_layout: bool,
     """The compiled ``steps`` steps of ``program`` (halo included, one call) for halo'd ``words``
     shaped like these, checked against the eager steps on ``words`` when first built; ``None``
     once kernels are broken in this process (then step eagerly)."""
-    key = (program, tuple(words.shape), width, batch_layout, steps)
+    def eager(words: Tensor) -> Tensor:
+        want = words
+        for _ in range(steps):
+            want, src = torch.empty_like(words), want
+            bs._step_words(src, want, program, width, batch_layout)
+        return want
+
+    return _build((program, tuple(words.shape), width, batch_layout, steps), words, eager,
+                  kernel_source(program, width, batch_layout, steps), "step")
+
+
+def once_kernel(program: bs._Program, boards: Tensor) -> Kernel | None:
+    """One compiled call from ``uint8`` boards ``[B, H, W]`` (contiguous, in the batch layout:
+    :meth:`BitBoards.prefers_batch_layout <gzoo.ca.bitslice.BitBoards.prefers_batch_layout>`)
+    to the next boards: pack, step and unpack — small boards, where each of those as separate
+    calls costs more than the step. Checked like :func:`kernel`."""
+    batch, _, width = boards.shape
+
+    def eager(x: Tensor) -> Tensor:
+        packed = bs.BitBoards._from_uint8(x, tuple(x.shape))
+        return next(packed._evolve(program, 1, hot=False)).unpack(torch.uint8)
+
+    return _build((program, tuple(boards.shape), "once"), boards, eager,
+                  kernel_source(program, width, True, 1, batch=batch), "once")
+
+
+def _build(key: tuple, example: Tensor, eager: Kernel, source: str, entry: str
+           ) -> Kernel | None:
+    """The cached kernel ``key``, or ``entry`` of ``source`` compiled, run on ``example`` and
+    compared with ``eager`` on it; ``None`` (and kernels off) if either step fails."""
     fn = _cache.get(key)
     if fn is not None or _broken is not None:
         return fn
     # (integer tensors carry no gradient: no no_grad wrapper, whose cost per call is measurable)
-    fn = torch.compile(_exec(kernel_source(program, width, batch_layout, steps)),
-                       fullgraph=True, dynamic=False)
+    fn = torch.compile(_exec(source, entry), fullgraph=True, dynamic=False)
     try:
         with warnings.catch_warnings():  # (the compiler's own deprecation notices are not ours)
             warnings.simplefilter("ignore")
-            got = fn(words)
+            got = fn(example)
     except Exception as exc:  # no compiler, an unsupported platform, …: the eager path is exact
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         _give_up(f"compiling a bit-sliced step failed ({type(exc).__name__}: {first})")
         return None
-    want = words
-    for _ in range(steps):
-        want, src = torch.empty_like(words), want
-        bs._step_words(src, want, program, width, batch_layout)
-    if not torch.equal(got, want):
-        _give_up(f"a compiled bit-sliced step (words {tuple(words.shape)}, {steps} steps) "
-                 "disagreed with the eager step; please report it")
+    if not torch.equal(got, eager(example)):
+        _give_up(f"a compiled bit-sliced step ({entry}, input {tuple(example.shape)}, key "
+                 f"{key[1:]}) disagreed with the eager step; please report it")
         return None
     while len(_cache) >= CACHE_SIZE:
         _cache.pop(next(iter(_cache)))
@@ -140,21 +166,23 @@ def _give_up(why: str) -> None:
                   stacklevel=4)
 
 
-def _exec(source: str) -> Kernel:
-    """The function ``step`` of ``source`` as a fresh code object: ``torch.compile`` caches per
+def _exec(source: str, entry: str = "step") -> Kernel:
+    """The function ``entry`` of ``source`` as a fresh code object: ``torch.compile`` caches per
     code object, so every rule and shape gets its own entry (no recompile limit is reached)."""
     namespace: dict[str, Any] = {"torch": torch}
     exec(compile(source, f"<gzoo bit-sliced step {next(_serial)}>", "exec"), namespace)
-    return namespace["step"]
+    return namespace[entry]
 
 
 _OPS = {"and": "{a} & {b}", "or": "{a} | {b}", "xor": "{a} ^ {b}", "not": "~{a}"}
 
 
-def kernel_source(program: bs._Program, width: int, batch_layout: bool, steps: int = 1) -> str:
+def kernel_source(program: bs._Program, width: int, batch_layout: bool, steps: int = 1,
+                  batch: int | None = None) -> str:
     """Python source of ``step(s)`` (module docstring) for boards of width ``width``: ``s`` are
     halo'd words as in :mod:`gzoo.ca.bitslice`, in its row or batch layout; ``step`` runs
-    ``steps`` steps (``one`` is a single step)."""
+    ``steps`` steps (``one`` is a single step). With ``batch`` boards in the batch layout, also
+    ``once(x)``: ``uint8 [batch, H, W]`` → pack → ``one`` → unpack."""
     out: list[str] = []
     emit = out.append
     nw = -(-width // 64)
@@ -219,4 +247,19 @@ def kernel_source(program: bs._Program, width: int, batch_layout: bool, steps: i
     emit(f"    for _ in range({steps}):  # (unrolled when traced: one compiled call)")
     emit("        s = one(s)")
     emit("    return s")
+    if batch is not None and batch_layout:  # board 64g + 8m + b is bit b of byte m of word g
+        groups = -(-batch // 64)
+        emit("def once(x):")
+        if 64 * groups > batch:
+            emit(f"    x = torch.nn.functional.pad(x, (0, 0, 0, 0, 0, {64 * groups - batch}))")
+        emit(f"    x = x.view({groups}, 8, 8, x.shape[1], {width})")
+        emit("    b = torch.arange(8, dtype=torch.uint8, device=x.device).view(1, 1, 8, 1, 1)")
+        emit("    by = (x << b).sum(2, dtype=torch.uint8)  # byte m = Σ_b x[8m + b] 2^b")
+        emit("    w = by[:, 0].to(torch.int64)")
+        emit("    for m in range(1, 8):")
+        emit("        w = w | (by[:, m].to(torch.int64) << (8 * m))  # word = Σ_m byte_m 2^8m")
+        emit("    y = one(halo(w))[:, 1:-1, 1:-1]")
+        emit("    k = torch.arange(64, device=x.device).view(1, 64, 1, 1)")
+        emit(f"    x = ((y[:, None] >> k) & 1).reshape({64 * groups}, y.shape[1], {width})")
+        emit(f"    return x[:{batch}].to(torch.uint8)")
     return "\n".join(out) + "\n"
