@@ -113,7 +113,7 @@ def kernel(program: bs._Program, words: Tensor, width: int, batch_layout: bool,
         return want
 
     return _build((program, tuple(words.shape), width, batch_layout, steps), words, eager,
-                  kernel_source(program, width, batch_layout, steps), "step")
+                  lambda: kernel_source(program, width, batch_layout, steps), "step")
 
 
 def once_kernel(program: bs._Program, boards: Tensor) -> Kernel | None:
@@ -128,18 +128,18 @@ def once_kernel(program: bs._Program, boards: Tensor) -> Kernel | None:
         return next(packed._evolve(program, 1, hot=False)).unpack(torch.uint8)
 
     return _build((program, tuple(boards.shape), "once"), boards, eager,
-                  kernel_source(program, width, True, 1, batch=batch), "once")
+                  lambda: kernel_source(program, width, True, 1, batch=batch), "once")
 
 
-def _build(key: tuple, example: Tensor, eager: Kernel, source: str, entry: str
+def _build(key: tuple, example: Tensor, eager: Kernel, source: Callable[[], str], entry: str
            ) -> Kernel | None:
-    """The cached kernel ``key``, or ``entry`` of ``source`` compiled, run on ``example`` and
+    """The cached kernel ``key``, or ``entry`` of ``source()`` compiled, run on ``example`` and
     compared with ``eager`` on it; ``None`` (and kernels off) if either step fails."""
     fn = _cache.get(key)
     if fn is not None or _broken is not None:
         return fn
     # (integer tensors carry no gradient: no no_grad wrapper, whose cost per call is measurable)
-    fn = torch.compile(_exec(source, entry), fullgraph=True, dynamic=False)
+    fn = torch.compile(_exec(source(), entry), fullgraph=True, dynamic=False)
     try:
         with warnings.catch_warnings():  # (the compiler's own deprecation notices are not ours)
             warnings.simplefilter("ignore")
