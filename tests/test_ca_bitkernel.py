@@ -97,29 +97,45 @@ def test_every_path_runs_the_kernels_when_hot(no_compiler, rule):
     """With kernels on from the first update, step/simulate/BitBoards.step and make-like batches
     all agree with the byte path, and kernels were really used."""
     bitkernel.COMPILE_AFTER = 0
+    multi = 0
     for i, shape in enumerate([(2, 6, 70), (64, 4, 5), (5, 9)]):
         x = soup(shape, seed=i)
         want = simulate(x, rule, 4, backend="bytes")
         assert torch.equal(simulate(x, rule, 4, backend="bits"), want)
         assert torch.equal(step(x, rule, backend="bits"), want[1])
-        assert torch.equal(BitBoards.pack(x).step(rule, 4).unpack(), want[-1])
+        packed = BitBoards.pack(x)
+        assert torch.equal(packed.step(rule, 4).unpack(), want[-1])
+        multi += 2 <= bitkernel.steps_per_call(bitslice._program(rule), packed.words) <= 4
         f = x.float()
         assert torch.equal(simulate(f, rule, 2, backend="bits"), want[:3].float())
-    assert len(bitkernel._cache) == 4 and bitkernel._broken is None  # 3 shapes, 1 "once"
+    # a step kernel per shape, "once" for the 64 boards, a k-step one where 4 steps allow it
+    assert len(bitkernel._cache) == 3 + 1 + multi and bitkernel._broken is None
 
 
 def test_packed_runs_take_several_steps_per_call_on_small_boards(no_compiler, monkeypatch):
     rule = Rule.from_table(random.Random(9).getrandbits(512))
+    gates = len(bitslice._program(rule).circuit.gates)
+    monkeypatch.setattr(bitkernel, "STEPS_PER_CALL_GATES", 8 * gates)  # 8 steps of this table
     x = soup((64, 6, 7), seed=6)  # batch layout: 1 × 8 × 9 words
     packed = BitBoards.pack(x)
     want = packed.step(rule, 19, hot=False).unpack()
     assert not bitkernel._cache
     assert torch.equal(packed.step(rule, 19, hot=True).unpack(), want)
-    assert sorted(k[-1] for k in bitkernel._cache) == [1, bitkernel.STEPS_PER_CALL]  # 2 × 8 + 3
+    assert sorted(k[-1] for k in bitkernel._cache) == [1, 8]  # 2 calls of 8 steps, then 3 of 1
     monkeypatch.setattr(bitkernel, "STEPS_PER_CALL_MAX_WORDS", 8 * 9 - 1)  # not small now
     bitkernel._cache.clear()
     assert torch.equal(packed.step(rule, 19, hot=True).unpack(), want)
     assert [k[-1] for k in bitkernel._cache] == [1]
+
+
+def test_steps_per_call_shrink_with_the_circuit():
+    words = BitBoards.pack(soup((64, 6, 7))).words
+    life = bitslice._program(Rule.parse("B3/S23"))
+    table = bitslice._program(Rule.from_table(random.Random(4).getrandbits(512)))
+    assert bitkernel.steps_per_call(life, words) == bitkernel.STEPS_PER_CALL == 8
+    assert bitkernel.steps_per_call(table, words) == 1  # ~240 gates: one step a call
+    big = BitBoards.pack(soup((1, 300, 64 * 120))).words  # more than 2^15 words
+    assert bitkernel.steps_per_call(life, big) == 1
 
 
 @pytest.mark.parametrize("shape", [(64, 5, 7), (70, 3, 4), (130, 2, 9), (128, 4, 1)])

@@ -15,7 +15,8 @@ into one loop over the words: halo'd words in, the next halo'd words out, as
 (numpy's ``packbits``/``unpackbits`` are one pass each; compiled ones were no faster when tried);
 ``step`` on many small boards (the batch layout) packs, steps and unpacks in one compiled call
 (:func:`once_kernel`), since there the fixed cost of each separate call outweighs the work.
-``BitBoards.step`` on small boards runs :data:`STEPS_PER_CALL` steps per call.
+``BitBoards.step`` on small boards runs up to :data:`STEPS_PER_CALL` steps per call
+(:func:`steps_per_call`).
 
 **When.** A compile costs seconds (measured in ``benchmarks/simulate.py --compile``), so a rule's
 steps go compiled only once eager stepping has cost, or is about to cost, more than that — a
@@ -43,8 +44,9 @@ from torch import Tensor
 from . import bitslice as bs
 from .rule import Rule
 
-__all__ = ["CACHE_SIZE", "COMPILE_AFTER", "STEPS_PER_CALL", "STEPS_PER_CALL_MAX_WORDS", "hot",
-           "kernel", "kernel_source", "once_kernel", "spend"]
+__all__ = ["CACHE_SIZE", "COMPILE_AFTER", "STEPS_PER_CALL", "STEPS_PER_CALL_GATES",
+           "STEPS_PER_CALL_MAX_WORDS", "hot", "kernel", "kernel_source", "once_kernel", "spend",
+           "steps_per_call"]
 
 #: Seconds of eager bit-sliced stepping of one rule (spent in this process, plus what the current
 #: call will still spend) from which its steps run compiled; ``None``: never, ``0``: at once.
@@ -54,11 +56,15 @@ __all__ = ["CACHE_SIZE", "COMPILE_AFTER", "STEPS_PER_CALL", "STEPS_PER_CALL_MAX_
 COMPILE_AFTER: float | None = 5.0
 #: Kernels kept (one per rule, packed shape and steps per call); the oldest is dropped first.
 CACHE_SIZE = 32
-#: Steps per compiled call when only the last state is wanted (``BitBoards.step``) and the boards
-#: have at most ``STEPS_PER_CALL_MAX_WORDS`` words: fewer calls, less fixed cost per step (at
-#: 64 × 64² about half the time per step; no gain at 2048², measured in development).
+#: Most steps per compiled call when only the last state is wanted (``BitBoards.step``) and the
+#: boards have at most ``STEPS_PER_CALL_MAX_WORDS`` words: fewer calls, less fixed cost per step
+#: (at 64 × 64² about half the time per step; no gain at 2048², measured in development). Build
+#: time grows with the steps unrolled (a random table, 239 gates: 4.7 s for 1 step, 36 s for 8,
+#: in development), so a rule gets ``STEPS_PER_CALL_GATES // gates`` steps per call, at most
+#: ``STEPS_PER_CALL`` (Life: 8; a random table: 1).
 STEPS_PER_CALL = 8
 STEPS_PER_CALL_MAX_WORDS = 1 << 15
+STEPS_PER_CALL_GATES = 256
 
 Kernel = Callable[[Tensor], Tensor]
 
@@ -92,6 +98,13 @@ def spend(program: bs._Program, seconds: float, steps_ahead: int, device: torch.
         return False
     _spent[program] = max(total, COMPILE_AFTER)  # due now: later calls start compiled
     return True
+
+
+def steps_per_call(program: bs._Program, words: Tensor) -> int:
+    """How many steps one compiled call of ``BitBoards.step`` runs on ``words`` (1: one a call)."""
+    if words.numel() > STEPS_PER_CALL_MAX_WORDS:
+        return 1
+    return max(1, min(STEPS_PER_CALL, STEPS_PER_CALL_GATES // max(1, len(program.circuit.gates))))
 
 
 def _allowed(device: torch.device) -> bool:

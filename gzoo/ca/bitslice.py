@@ -714,9 +714,8 @@ class BitBoards:
         if steps == 0:
             return BitBoards(self.words.clone(), self.shape, self.batch_layout)
         program = _program(rule)
-        state, k = self, bitkernel.STEPS_PER_CALL
-        small = self.words.numel() <= bitkernel.STEPS_PER_CALL_MAX_WORDS
-        if small and steps >= k and (
+        state, k = self, bitkernel.steps_per_call(program, self.words)
+        if k > 1 and steps >= k and (
                 bitkernel.hot(program, self.words.device) if hot is None else hot):
             fn = bitkernel.kernel(program, self.words, self.width, self.batch_layout, k)
             if fn is not None:  # k steps per call, no state in between materialised for us
