@@ -51,7 +51,7 @@ __all__ = ["CACHE_SIZE", "COMPILE_AFTER", "STEPS_PER_CALL", "STEPS_PER_CALL_GATE
 #: Seconds of eager bit-sliced stepping of one rule (spent in this process, plus what the current
 #: call will still spend) from which its steps run compiled; ``None``: never, ``0``: at once.
 #: About what a build costs (ski rental: rent until the rent paid equals the price): 3–4 s in a
-#: fresh process with PyTorch's on-disk cache filled, 11–18 s with it empty, less once the
+#: fresh process with PyTorch's on-disk cache filled, 11–19 s with it empty, less once the
 #: compiler is loaded (``benchmarks/simulate.py --compile``).
 COMPILE_AFTER: float | None = 5.0
 #: Kernels kept (one per rule, packed shape and steps per call); the oldest is dropped first.
