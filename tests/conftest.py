@@ -14,6 +14,15 @@ def _seed():
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True)
+def _no_surprise_kernels(monkeypatch):
+    """No test compiles a bit-sliced kernel because earlier tests stepped a rule for 5 s in
+    all (gzoo.ca.bitkernel's tier); the tests of kernels switch them on themselves."""
+    import gzoo.ca.bitkernel as bitkernel
+
+    monkeypatch.setattr(bitkernel, "COMPILE_AFTER", None)
+
+
 @pytest.fixture
 def one_thread():
     """Run with one torch thread (training is bit-reproducible per thread count)."""
