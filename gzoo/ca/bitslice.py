@@ -644,6 +644,21 @@ def _unpack_batch(words: Tensor, out: Tensor) -> None:
         out.copy_(cells[:batch].view(torch.bool) if out.dtype == torch.bool else cells[:batch])
 
 
+def _step_uint8(x: Tensor, rule: Rule | str) -> Tensor:
+    """One bit-sliced step of validated ``uint8`` boards ``[H, W]``/``[B, H, W]``: a new ``uint8``
+    tensor of the same shape. Many small boards (the batch layout) whose rule runs compiled go
+    through one call that packs, steps and unpacks (:func:`gzoo.ca.bitkernel.once_kernel`)."""
+    from . import bitkernel  # (it imports this module)
+
+    batch, width = (x.shape[0] if x.dim() == 3 else 1), x.shape[-1]
+    if BitBoards.prefers_batch_layout(batch, width) and bitkernel.hot(rule, x.device):
+        x3 = x.contiguous().view(batch, *x.shape[-2:])
+        fn = bitkernel.once_kernel(_program(rule), x3)
+        if fn is not None:
+            return fn(x3).view(x.shape)
+    return BitBoards._from_uint8(x, tuple(x.shape)).step(rule).unpack(torch.uint8)
+
+
 # ====================================================================== public
 class BitBoards:
     """Binary boards on the torus, packed 64 cells per ``int64`` word (module docstring).

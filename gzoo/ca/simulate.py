@@ -34,7 +34,7 @@ import torch
 
 from .._system import advise_huge_pages
 from . import bitkernel
-from .bitslice import BitBoards, _program
+from .bitslice import BitBoards, _step_uint8
 from .rule import Rule
 from .stencil import NEIGHBOURHOODS, pattern_index
 
@@ -206,14 +206,7 @@ def step(boards: torch.Tensor, rule: Rule | str, *, backend: str = "auto") -> to
     rule = Rule.parse(rule)
     x = as_uint8_boards(boards)
     if _use_bits(backend, x, rule):
-        batch, width = (x.shape[0] if x.dim() == 3 else 1), x.shape[-1]
-        if BitBoards.prefers_batch_layout(batch, width) and bitkernel.hot(rule, x.device):
-            x3 = x.contiguous().view(batch, *x.shape[-2:])  # many small boards: one call
-            fn = bitkernel.once_kernel(_program(rule), x3)  # packs, steps and unpacks
-            if fn is not None:
-                return _restore(fn(x3).view(x.shape), boards.dtype)
-        packed = BitBoards._from_uint8(x, tuple(x.shape)).step(rule)
-        return _restore(packed.unpack(torch.uint8), boards.dtype)
+        return _restore(_step_uint8(x, rule), boards.dtype)
     return _restore(_step_u8(x, rule), boards.dtype)
 
 
