@@ -17,10 +17,13 @@ def _seed():
 @pytest.fixture(autouse=True)
 def _no_surprise_kernels(monkeypatch):
     """No test compiles a bit-sliced kernel because earlier tests stepped a rule for 5 s in
-    all (gzoo.ca.bitkernel's tier); the tests of kernels switch them on themselves."""
+    all (gzoo.ca.bitkernel's tier) or builds a native step after 0.5 s (gzoo.ca.bitnative);
+    the tests of kernels switch them on themselves."""
     import gzoo.ca.bitkernel as bitkernel
+    import gzoo.ca.bitnative as bitnative
 
     monkeypatch.setattr(bitkernel, "COMPILE_AFTER", None)
+    monkeypatch.setattr(bitnative, "NATIVE_AFTER", None)
 
 
 @pytest.fixture

@@ -48,6 +48,7 @@ def rules() -> list[Rule]:
 def fresh_kernels(monkeypatch):
     """Each test starts with no kernels, nothing asked, nothing broken (restored after)."""
     monkeypatch.setattr(bitkernel, "_spent", {})
+    monkeypatch.setattr(bitkernel, "_last", {})
     monkeypatch.setattr(bitkernel, "_cache", {})
     monkeypatch.setattr(bitkernel, "_broken", None)
     monkeypatch.setattr(bitkernel, "COMPILE_AFTER", 2.0)

@@ -15,6 +15,9 @@ into one loop over the words: halo'd words in, the next halo'd words out, as
 (numpy's ``packbits``/``unpackbits`` are one pass each; compiled ones were no faster when tried);
 ``step`` on many small boards (the batch layout) packs, steps and unpacks in one compiled call
 (:func:`once_kernel`), since there the fixed cost of each separate call outweighs the work.
+``step`` and ``simulate`` themselves go native sooner (:mod:`gzoo.ca.bitnative`: generated C
+that packs and unpacks as it steps, built in under a second); the kernels here serve
+:class:`~gzoo.ca.bitslice.BitBoards` steps, and ``step``/``simulate`` where native steps are off.
 ``BitBoards.step`` on small boards runs up to :data:`STEPS_PER_CALL` steps per call
 (:func:`steps_per_call`).
 
@@ -45,8 +48,8 @@ from . import bitslice as bs
 from .rule import Rule
 
 __all__ = ["CACHE_SIZE", "COMPILE_AFTER", "STEPS_PER_CALL", "STEPS_PER_CALL_GATES",
-           "STEPS_PER_CALL_MAX_WORDS", "hot", "kernel", "kernel_source", "once_kernel", "spend",
-           "steps_per_call"]
+           "STEPS_PER_CALL_MAX_WORDS", "charge", "hot", "kernel", "kernel_source", "last_step",
+           "once_kernel", "spend", "spent", "steps_per_call"]
 
 #: Seconds of eager bit-sliced stepping of one rule (spent in this process, plus what the current
 #: call will still spend) from which its steps run compiled; ``None``: never, ``0``: at once.
@@ -68,7 +71,8 @@ STEPS_PER_CALL_GATES = 256
 
 Kernel = Callable[[Tensor], Tensor]
 
-_spent: dict[bs._Program, float] = {}  # seconds of eager steps per rule
+_spent: dict[bs._Program, float] = {}  # seconds of eager steps per rule (CPU)
+_last: dict[bs._Program, float] = {}  # seconds of its last eager step
 _cache: dict[tuple, Kernel] = {}
 _broken: str | None = None  # why kernels are off in this process, once one failed
 _serial = itertools.count()
@@ -86,18 +90,44 @@ def hot(rule: Rule | str | bs._Program, device: torch.device) -> bool:
 
 
 def spend(program: bs._Program, seconds: float, steps_ahead: int, device: torch.device) -> bool:
-    """Add one eager step's ``seconds`` to ``program``'s account; whether to compile now, with
-    ``steps_ahead`` more steps of the same size still to run in this call."""
+    """Add one eager step's ``seconds`` to ``program``'s account (CPU); whether to compile now,
+    with ``steps_ahead`` more steps of the same size still to run in this call."""
+    if device.type != "cpu":
+        return False
+    if len(_spent) > 4096:  # (bounded: an atlas runs many rules briefly)
+        _spent.clear()
+        _last.clear()
+    total = _spent[program] = _spent.get(program, 0.0) + seconds
+    _last[program] = seconds
     if not _allowed(device):
         return False
     assert COMPILE_AFTER is not None
-    if len(_spent) > 4096:  # (bounded: an atlas runs many rules briefly)
-        _spent.clear()
-    total = _spent[program] = _spent.get(program, 0.0) + seconds
     if total + seconds * steps_ahead < COMPILE_AFTER:
         return False
     _spent[program] = max(total, COMPILE_AFTER)  # due now: later calls start compiled
     return True
+
+
+def charge(rule: Rule | str | bs._Program, seconds: float, device: torch.device) -> None:
+    """Add ``seconds`` of stepping ``rule`` some other way (the byte path) to its account (CPU),
+    without building anything now: the native tier (:mod:`gzoo.ca.bitnative`) reads it."""
+    if device.type == "cpu" and not torch.compiler.is_compiling():
+        program = bs._program(rule)
+        if len(_spent) > 4096:
+            _spent.clear()
+            _last.clear()
+        _spent[program] = _spent.get(program, 0.0) + seconds
+        _last[program] = seconds
+
+
+def spent(program: bs._Program) -> float:
+    """Seconds of eager bit-sliced steps of ``program`` charged so far in this process (CPU)."""
+    return _spent.get(program, 0.0)
+
+
+def last_step(program: bs._Program) -> float:
+    """Seconds of ``program``'s last eager bit-sliced step (0 if none)."""
+    return _last.get(program, 0.0)
 
 
 def steps_per_call(program: bs._Program, words: Tensor) -> int:

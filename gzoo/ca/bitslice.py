@@ -129,6 +129,10 @@ class Circuit:
         object.__setattr__(self, "_plan", self._make_plan())
         used = frozenset(s - 2 for s in self._reachable() if 2 <= s < 2 + self.n_inputs)
         object.__setattr__(self, "_used", used)
+        object.__setattr__(self, "_hash", hash((self.n_inputs, self.gates, self.output)))
+
+    def __hash__(self) -> int:  # (once: circuits key the kernel caches and accounts per call)
+        return self._hash  # type: ignore[attr-defined]
 
     @property
     def inputs_used(self) -> frozenset[int]:
@@ -417,7 +421,11 @@ def _program(rule: Rule | str | _Program) -> _Program:
     """The bit-sliced program of a rule: counts for B/S(V) rules, the table circuit otherwise."""
     if isinstance(rule, _Program):
         return rule
-    rule = Rule.parse(rule)
+    return _rule_program(Rule.parse(rule))
+
+
+@functools.lru_cache(maxsize=512)  # (looked up on every step: a rule hashes by its table)
+def _rule_program(rule: Rule) -> _Program:
     if rule.is_outer_totalistic:
         return _counts_program(rule.birth, rule.survival, rule.neighbourhood)
     return _Program("table", compile_table(rule.table, 9))
@@ -646,11 +654,15 @@ def _unpack_batch(words: Tensor, out: Tensor) -> None:
 
 def _step_uint8(x: Tensor, rule: Rule | str) -> Tensor:
     """One bit-sliced step of validated ``uint8`` boards ``[H, W]``/``[B, H, W]``: a new ``uint8``
-    tensor of the same shape. Many small boards (the batch layout) whose rule runs compiled go
-    through one call that packs, steps and unpacks (:func:`gzoo.ca.bitkernel.once_kernel`)."""
-    from . import bitkernel  # (it imports this module)
+    tensor of the same shape. A rule whose steps run natively packs, steps and unpacks in one C
+    call (:mod:`gzoo.ca.bitnative`); else many small boards (the batch layout) whose rule runs
+    compiled go through one ``torch.compile`` call (:func:`gzoo.ca.bitkernel.once_kernel`)."""
+    from . import bitkernel, bitnative  # (they import this module)
 
     batch, width = (x.shape[0] if x.dim() == 3 else 1), x.shape[-1]
+    y = bitnative.run(rule, x if x.dim() == 3 else x[None], only_hot=True)
+    if y is not None:  # the rule runs natively: pack, step and unpack in one C call
+        return y if x.dim() == 3 else y[0]
     if BitBoards.prefers_batch_layout(batch, width) and bitkernel.hot(rule, x.device):
         x3 = x.contiguous().view(batch, *x.shape[-2:])
         fn = bitkernel.once_kernel(_program(rule), x3)
@@ -718,7 +730,8 @@ class BitBoards:
     def height(self) -> int:
         return self.shape[-2]
 
-    def step(self, rule: Rule | str, steps: int = 1, *, hot: bool | None = None) -> BitBoards:
+    def step(self, rule: Rule | str | _Program, steps: int = 1, *, hot: bool | None = None
+             ) -> BitBoards:
         """``steps`` steps of ``rule`` (new boards; ``self`` is unchanged).
 
         Long runs step with a compiled kernel (:mod:`gzoo.ca.bitkernel`), several steps per

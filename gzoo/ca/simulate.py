@@ -17,10 +17,13 @@ Every other rule (isotropic, MAP): the 3×3 block around each cell is read as it
 
 Two backends compute the same steps: ``"bytes"`` (the above, one byte per cell: the reference)
 and ``"bits"`` (:mod:`gzoo.ca.bitslice`: 64 cells per word, bitwise adders and compiled rule
-circuits; long runs of a rule go on in a compiled kernel, :mod:`gzoo.ca.bitkernel`).
-``backend="auto"`` (the default) runs bit-sliced from :data:`BITS_MIN_CELLS` cells on, or from
-:data:`KERNEL_MIN_CELLS` once the rule's kernel is due, where each is measured faster
-(``benchmarks/simulate.py``).
+circuits). A rule that has been stepped for :data:`gzoo.ca.bitnative.NATIVE_AFTER` seconds
+(0.5 s, either backend) goes on in generated C on CPU — pack, step and unpack in one call
+(:mod:`gzoo.ca.bitnative`); ``BitBoards`` steps of a rule stepped for 5 s go on in a
+``torch.compile`` kernel (:mod:`gzoo.ca.bitkernel`). ``backend="auto"`` (the default) runs
+bit-sliced once the rule runs natively (faster at every size measured), else from
+:data:`BITS_MIN_CELLS` cells on, or :data:`KERNEL_MIN_CELLS` once its kernel is due, where each
+is measured faster (``benchmarks/simulate.py``).
 
 ``B0`` rules are run literally: an empty torus turns fully alive and the background strobes
 (Golly runs them differently; see :mod:`gzoo.ca.rule`).
@@ -33,8 +36,8 @@ from functools import lru_cache
 import torch
 
 from .._system import advise_huge_pages
-from . import bitkernel
-from .bitslice import BitBoards, _step_uint8
+from . import bitkernel, bitnative
+from .bitslice import BitBoards, _clock, _step_uint8
 from .rule import Rule
 from .stencil import NEIGHBOURHOODS, pattern_index
 
@@ -155,9 +158,9 @@ def _step_u8(x: torch.Tensor, rule: Rule) -> torch.Tensor:
 
 
 def _use_bits(backend: object, x: torch.Tensor, rule: Rule) -> bool:
-    """Whether ``backend`` (checked) runs ``x`` bit-sliced: ``"auto"`` from
-    :data:`BITS_MIN_CELLS` cells, or :data:`KERNEL_MIN_CELLS` once the rule's steps run compiled
-    (:mod:`gzoo.ca.bitkernel`)."""
+    """Whether ``backend`` (checked) runs ``x`` bit-sliced: ``"auto"`` whenever the rule runs
+    natively (:mod:`gzoo.ca.bitnative`), else from :data:`BITS_MIN_CELLS` cells, or
+    :data:`KERNEL_MIN_CELLS` once the rule's steps run compiled (:mod:`gzoo.ca.bitkernel`)."""
     if not isinstance(backend, str):
         raise TypeError(f"backend must be a str, one of {BACKENDS}, got {type(backend).__name__}")
     if backend not in BACKENDS:
@@ -165,6 +168,8 @@ def _use_bits(backend: object, x: torch.Tensor, rule: Rule) -> bool:
     if backend != "auto":
         return backend == "bits"
     kind = "counts" if rule.is_outer_totalistic else "table"
+    if bitnative.hot(rule, x.device):  # native steps beat bytes at every size measured
+        return True
     if x.numel() >= BITS_MIN_CELLS[kind]:
         return True
     return x.numel() >= KERNEL_MIN_CELLS[kind] and bitkernel.hot(rule, x.device)
@@ -207,7 +212,29 @@ def step(boards: torch.Tensor, rule: Rule | str, *, backend: str = "auto") -> to
     x = as_uint8_boards(boards)
     if _use_bits(backend, x, rule):
         return _restore(_step_uint8(x, rule), boards.dtype)
-    return _restore(_step_u8(x, rule), boards.dtype)
+    t0 = _clock()
+    y = _step_u8(x, rule)
+    bitkernel.charge(rule, _clock() - t0, x.device)
+    return _restore(y, boards.dtype)
+
+
+def _as_uint8(state: torch.Tensor) -> torch.Tensor:
+    return state.view(torch.uint8) if state.dtype == torch.bool else state.to(torch.uint8)
+
+
+def _native_history(rule: Rule, x: torch.Tensor, hist: torch.Tensor, t: int) -> bool:
+    """``hist[t + 1:]`` from the state ``x`` (``uint8``) at ``t`` in one native call
+    (:mod:`gzoo.ca.bitnative`), written in place for bool/uint8 histories; whether it ran."""
+    steps = hist.shape[0] - 1 - t
+    boards = x.reshape(-1, *x.shape[-2:])
+    in_place = hist.dtype in (torch.bool, torch.uint8)
+    frames = (hist[t + 1 :].view(torch.uint8) if in_place else
+              torch.empty((steps, *x.shape), dtype=torch.uint8))
+    if bitnative.run(rule, boards, steps, frames.view(steps, *boards.shape)) is None:
+        return False
+    if not in_place:
+        hist[t + 1 :] = frames
+    return True
 
 
 def simulate(
@@ -228,12 +255,19 @@ def simulate(
     advise_huge_pages(hist)  # (a fresh history: first touches of 4 KiB pages cost, see there)
     hist[0] = board
     if _use_bits(backend, x, rule):
+        if bitnative.hot(rule, x.device) and _native_history(rule, x, hist, 0):
+            return hist
         packed = BitBoards._from_uint8(x, tuple(x.shape))
         for t, state in enumerate(packed._evolve(rule, steps), start=1):
             state.unpack(out=hist[t])
+            if t < steps and bitnative.due(rule, x.device, steps - t) and _native_history(
+                    rule, _as_uint8(hist[t]), hist, t):
+                break
         return hist
     for t in range(steps):
+        t0 = _clock()
         y = _step_u8(x, rule)
+        bitkernel.charge(rule, _clock() - t0, x.device)
         hist[t + 1] = y  # casts int32 0/1 into the history dtype
         if board.dtype in (torch.bool, torch.uint8):
             x = hist[t + 1].view(torch.uint8)

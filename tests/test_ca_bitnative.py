@@ -1,0 +1,226 @@
+"""Native bit-sliced steps (gzoo.ca.bitnative): the generated C against the byte path on every
+rule kind, board width, batch, dtype and chunking, for one step, many steps and every frame;
+and the policy around it — when it runs, the self-test and first-shape checks that drop a wrong
+library, the fallback when no compiler builds it."""
+
+from __future__ import annotations
+
+import random
+import warnings
+
+import pytest
+import torch
+
+import gzoo.ca.bitkernel as bitkernel
+import gzoo.ca.bitnative as bitnative
+import gzoo.ca.bitslice as bitslice
+from gzoo.ca import Rule, get_family, simulate, step
+
+needs_cc = pytest.mark.skipif(bitnative._which(None) is None, reason="needs a C compiler")
+
+# (batch, height, width): one word with a short tail, exactly one word (the rotating narrow
+# step), several words with and without a tail, one column, one row, many small boards
+SHAPES = [(1, 5, 7), (2, 3, 64), (3, 9, 130), (1, 4, 128), (2, 6, 1), (1, 1, 65),
+          (3, 2, 200), (70, 3, 4), (1, 2, 63)]
+
+
+def soup(shape, p=0.4, seed=0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(shape, generator=g) < p
+
+
+def rules() -> list[Rule]:
+    rng = random.Random(11)
+    iso = get_family("isotropic")
+    return [
+        Rule.parse("B3/S23"), Rule.parse("B0/S8"), Rule.parse("B/S"),  # B0, constant 0
+        Rule.parse("B13/S012V"), Rule.parse("B0124/S3V"),
+        Rule.parse("B3/S2-i34q"),
+        Rule.from_table(iso.table([rng.randint(0, 1) for _ in range(iso.n_classes)])),
+        Rule.from_table(rng.getrandbits(512)), Rule.from_table(rng.getrandbits(512) | 1),
+        Rule.from_table((1 << 512) - 1),  # constant 1
+        Rule.from_table(sum(1 << n for n in range(512) if n >> 4 & 1)),  # the centre: an input
+    ]
+
+
+@pytest.fixture(autouse=True)
+def fresh_native(monkeypatch):
+    """Each test starts with no libraries, no accounts, nothing broken (restored after)."""
+    monkeypatch.setattr(bitnative, "_libs", {})
+    monkeypatch.setattr(bitnative, "_checked", {})
+    monkeypatch.setattr(bitnative, "_broken", None)
+    monkeypatch.setattr(bitnative, "NATIVE_AFTER", 0)
+    monkeypatch.setattr(bitkernel, "_spent", {})
+    monkeypatch.setattr(bitkernel, "_last", {})
+
+
+# ---------------------------------------------------------------------- exactness
+@needs_cc
+@pytest.mark.parametrize("rule", rules(), ids=str)
+def test_native_step_and_history_are_the_byte_path(rule):
+    """One step through ``step`` and five through ``simulate`` (every frame written natively)
+    equal the byte path on every shape, including B0 rules and constant circuits."""
+    for i, shape in enumerate(SHAPES):
+        x = soup(shape, seed=i)
+        assert torch.equal(step(x, rule, backend="bits"), step(x, rule, backend="bytes")), shape
+        got = simulate(x, rule, 5, backend="bits")
+        assert torch.equal(got, simulate(x, rule, 5, backend="bytes")), shape
+    program = bitslice._program(rule)
+    assert program in bitnative._libs and bitnative._broken is None
+    assert all((program, *(s if len(s) == 3 else (1, *s))) in bitnative._checked
+               for s in SHAPES)
+
+
+@needs_cc
+@pytest.mark.parametrize("dtype", [torch.bool, torch.uint8, torch.int64, torch.float32])
+def test_native_keeps_dtype_shape_and_layout(dtype):
+    """2-D and 3-D boards of every accepted dtype, non-contiguous ones too, come back in
+    their own dtype and shape with the byte path's values."""
+    rule = Rule.parse("B36/S23")
+    for x in (soup((40, 70)), soup((3, 66, 17)).transpose(1, 2), soup((5, 8, 9))[:, ::2]):
+        x = x.to(dtype)
+        got = step(x, rule, backend="bits")
+        assert got.dtype == dtype and got.shape == x.shape
+        assert torch.equal(got, step(x, rule, backend="bytes"))
+        hist = simulate(x, rule, 3, backend="bits")
+        assert hist.dtype == dtype and torch.equal(hist, simulate(x, rule, 3, backend="bytes"))
+
+
+@needs_cc
+def test_chunks_of_boards_change_nothing(monkeypatch):
+    """Boards stepped a few at a time (small chunks) give what one chunk gives."""
+    rule = Rule.from_table(random.Random(3).getrandbits(512))
+    x = soup((9, 12, 70), seed=4)
+    want = simulate(x, rule, 4, backend="bytes")
+    for words in (1, 100, 1 << 16):
+        monkeypatch.setattr(bitnative, "CHUNK_WORDS", words)
+        monkeypatch.setattr(bitnative, "_checked", {})
+        assert torch.equal(simulate(x, rule, 4, backend="bits"), want)
+
+
+@needs_cc
+def test_many_steps_in_one_call_and_every_frame():
+    """``run`` with ``steps`` returns the last state; with ``frames`` it writes every state."""
+    rule = Rule.parse("B2/S")  # Seeds: every state differs
+    x = soup((2, 10, 90), seed=5).to(torch.uint8)
+    states = [x]
+    for _ in range(6):
+        states.append(step(states[-1], rule, backend="bytes"))
+    assert torch.equal(bitnative.run(rule, x, 6), states[-1])
+    frames = torch.zeros((6, 2, 10, 90), dtype=torch.uint8)
+    assert bitnative.run(rule, x, 6, frames) is frames
+    assert torch.equal(frames, torch.stack(states[1:]))
+
+
+# ---------------------------------------------------------------------- when it runs
+@needs_cc
+def test_native_runs_once_the_rule_has_spent_its_time(monkeypatch):
+    """Below ``NATIVE_AFTER`` seconds of stepping a rule, nothing is built; once the account
+    (eager bit-sliced steps, or byte steps) is full, ``step`` runs natively."""
+    monkeypatch.setattr(bitnative, "NATIVE_AFTER", 0.5)
+    rule = Rule.parse("B36/S23")
+    x = soup((8, 30))
+    step(x, rule, backend="bits")
+    step(x, rule, backend="bytes")
+    assert not bitnative._libs and not bitnative.hot(rule, torch.device("cpu"))
+    bitkernel.charge(rule, 0.5, torch.device("cpu"))
+    assert bitnative.hot(rule, torch.device("cpu"))
+    assert torch.equal(step(x, rule, backend="bits"), step(x, rule, backend="bytes"))
+    assert bitslice._program(rule) in bitnative._libs
+
+
+@needs_cc
+def test_a_long_simulate_goes_native_after_its_first_step(monkeypatch):
+    """``simulate`` foresees its own cost: once the first eager step, times the steps still
+    ahead, would fill the account, the rest of the history is written natively."""
+    monkeypatch.setattr(bitnative, "NATIVE_AFTER", 0.5)
+    monkeypatch.setattr(bitslice, "_clock", iter(range(0, 1000)).__next__)  # 1 s a step
+    rule = Rule.parse("B3/S23")
+    x = soup((3, 20, 20))
+    got = simulate(x, rule, 6, backend="bits")
+    assert bitslice._program(rule) in bitnative._libs
+    assert bitkernel.spent(bitslice._program(rule)) == 1  # one eager step, then native
+    assert torch.equal(got, simulate(x, rule, 6, backend="bytes"))
+
+
+@needs_cc
+def test_auto_runs_bits_whenever_the_rule_runs_natively():
+    """Native steps beat the byte path at every size measured, so ``auto`` takes them even on a
+    board far below the eager crossover (and the result is still the byte path's)."""
+    from gzoo.ca.simulate import BITS_MIN_CELLS, _use_bits
+
+    rule = Rule.parse("B3/S23")
+    x = soup((16, 16))
+    assert x.numel() < min(BITS_MIN_CELLS.values())
+    assert _use_bits("auto", x.view(torch.uint8), rule)
+    assert torch.equal(step(x, rule), step(x, rule, backend="bytes"))
+    assert bitslice._program(rule) in bitnative._libs
+
+
+def test_native_is_off_on_cuda_and_when_switched_off(monkeypatch):
+    assert not bitnative.available(torch.device("cuda"))
+    monkeypatch.setattr(bitnative, "NATIVE_AFTER", None)
+    assert not bitnative.available(torch.device("cpu"))
+    assert bitnative.run("B3/S23", soup((1, 4, 4)).to(torch.uint8)) is None
+
+
+# ---------------------------------------------------------------------- trust
+def test_no_compiler_warns_once_and_steps_stay_exact(monkeypatch):
+    monkeypatch.setenv("CC", "gzoo-no-such-compiler")
+    rule = Rule.parse("B3/S23")
+    x = soup((2, 9, 70))
+    with pytest.warns(RuntimeWarning, match="no C compiler"):
+        got = step(x, rule, backend="bits")
+    assert torch.equal(got, step(x, rule, backend="bytes"))
+    assert bitnative._broken is not None and not bitnative.available(torch.device("cpu"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once: no second warning
+        assert torch.equal(simulate(x, rule, 3, backend="bits"),
+                           simulate(x, rule, 3, backend="bytes"))
+
+
+@needs_cc
+def test_a_wrong_library_fails_its_self_test(monkeypatch):
+    """A library whose cell function is wrong (here: negated) is never used."""
+    source = bitnative.c_source
+
+    def wrong(program):
+        return source(program).replace("    return g", "    return ~g", 1)
+
+    monkeypatch.setattr(bitnative, "c_source", wrong)
+    rule = Rule.parse("B3/S23")
+    x = soup((2, 9, 70))
+    with pytest.warns(RuntimeWarning, match="self-test"):
+        got = step(x, rule, backend="bits")
+    assert torch.equal(got, step(x, rule, backend="bytes"))
+    assert not bitnative._libs
+
+
+@needs_cc
+def test_a_shape_that_disagrees_is_caught_on_its_first_step(monkeypatch):
+    """The first step on each new shape is compared with the eager step: a library that passed
+    its self-test but is wrong on this shape (simulated) is dropped before any result is used."""
+    rule = Rule.parse("B3/S23")
+    x = soup((1, 16, 300)).to(torch.uint8)
+    bitnative.run(rule, soup((1, 4, 4)).to(torch.uint8))  # built and self-tested
+    call = bitnative._call
+
+    def wrong_on_300(fn, boards, *args):
+        out = call(fn, boards, *args)
+        return out ^ 1 if boards.shape[-1] == 300 else out
+
+    monkeypatch.setattr(bitnative, "_call", wrong_on_300)
+    with pytest.warns(RuntimeWarning, match="disagreed"):
+        assert bitnative.run(rule, x) is None
+    assert torch.equal(step(x, rule, backend="bits"), step(x, rule, backend="bytes"))
+
+
+@needs_cc
+def test_c_source_reads_like_the_circuit():
+    """One C line per gate of the rule's circuit, in order, ending in its output."""
+    rule = Rule.parse("B3/S2-i34q")
+    circuit = bitslice._program(rule).circuit
+    src = bitnative.c_source(bitslice._program(rule))
+    gates = [line for line in src.splitlines() if line.startswith("    u64 g")]
+    assert len(gates) == len(circuit.gates)
+    assert f"return g{len(circuit.gates) - 1};" in src or circuit.output < 2 + 9
