@@ -69,6 +69,7 @@ from common import (
 )
 
 import gzoo.ca.bitkernel as bitkernel
+import gzoo.ca.bitnative as bitnative
 import gzoo.ca.bitslice as bitslice
 from gzoo.ca import Rule, simulate, step
 from gzoo.ca.bitslice import BitBoards
@@ -106,14 +107,20 @@ def loop(fn: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor, steps: in
     return run
 
 
-def kernels(on: bool, fn: Callable[[], Any]) -> Callable[[], Any]:
-    """``fn`` with compiled kernels on (from the first cell update) or off."""
+TIERS = {"native": (0, 0), "compiled": (None, 0), "eager": (None, None)}
+
+
+def kernels(tier: str, fn: Callable[[], Any]) -> Callable[[], Any]:
+    """``fn`` in one tier, from the first cell update: ``"native"`` (``step``/``simulate`` in
+    generated C, ``BitBoards`` steps compiled), ``"compiled"`` (``torch.compile`` kernels only)
+    or ``"eager"`` (neither)."""
     def run() -> Any:
-        saved, bitkernel.COMPILE_AFTER = bitkernel.COMPILE_AFTER, (0 if on else None)
+        saved = bitnative.NATIVE_AFTER, bitkernel.COMPILE_AFTER
+        bitnative.NATIVE_AFTER, bitkernel.COMPILE_AFTER = TIERS[tier]
         try:
             return fn()
         finally:
-            bitkernel.COMPILE_AFTER = saved
+            bitnative.NATIVE_AFTER, bitkernel.COMPILE_AFTER = saved
 
     return run
 
@@ -139,8 +146,10 @@ def gzoo_candidates(boards: torch.Tensor, rule: Rule, steps: int) -> dict[str, C
     }
     return {
         BASE: loop(lambda x: step(x, rule, backend="bytes"), boards, steps),
-        **{name: kernels(True, fn) for name, fn in bits.items()},
-        **{f"{name} (eager)": kernels(False, fn) for name, fn in bits.items()
+        **{name: kernels("native", fn) for name, fn in bits.items()},
+        **{f"{name} (torch.compile)": kernels("compiled", bits[name])
+           for name in ("bits step", "bits simulate")},
+        **{f"{name} (eager)": kernels("eager", fn) for name, fn in bits.items()
            if name != "bits packed"},
         "bytes simulate": lambda: simulate(boards, rule, steps, backend="bytes")[-1],
         FLOORS[0]: floor(boards, byte_dst),
@@ -232,6 +241,7 @@ def run_setting(
     compile_s = time.perf_counter() - t0
     cands = gzoo_candidates(boards, rule, steps)
     compared = [BASE, "bits step", "bytes simulate", "bits simulate", "bits packed", "bits engine",
+                "bits step (torch.compile)", "bits simulate (torch.compile)",
                 "bits step (eager)", "bits simulate (eager)", "bits engine (eager)"]
     if not rule.is_outer_totalistic:
         cands[LEAN] = loop(lean_table_step(rule), boards, steps)
@@ -282,8 +292,8 @@ def run_setting(
 
 # ---------------------------------------------------------------------- extra sections
 def crossover(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """``step()`` per call on single boards of 2¹⁰ … 2²⁰ cells: bytes, bits eager and bits with
-    its compiled kernel (built before the timing)."""
+    """``step()`` per call on single boards of 2¹⁰ … 2²⁰ cells: bytes, bits eager, bits with its
+    ``torch.compile`` kernel and bits native (both built before the timing)."""
     out = []
     print("\n## crossover: step() per call, bytes / bits time (> 1: bits faster)")
     for rule_text in ("B3/S23", "random-map"):
@@ -295,24 +305,29 @@ def crossover(args: argparse.Namespace) -> list[dict[str, Any]]:
             reps = max(1, (1 << 18) >> log2)
             cands = {
                 "bytes": loop(lambda y, r=rule: step(y, r, backend="bytes"), x, reps),
-                "bits": kernels(False, loop(lambda y, r=rule: step(y, r, backend="bits"), x,
-                                            reps)),
-                "bits compiled": kernels(True, loop(lambda y, r=rule: step(y, r, backend="bits"),
-                                                    x, reps)),
+                "bits": kernels("eager", loop(lambda y, r=rule: step(y, r, backend="bits"), x,
+                                              reps)),
+                "bits compiled": kernels("compiled", loop(
+                    lambda y, r=rule: step(y, r, backend="bits"), x, reps)),
+                "bits native": kernels("native", loop(
+                    lambda y, r=rule: step(y, r, backend="bits"), x, reps)),
             }
-            cands["bits compiled"]()  # build the kernel outside the timing
+            cands["bits compiled"]()  # build the kernels outside the timing
+            cands["bits native"]()
             t = bench(cands, repeats=args.repeats, warmup=1)
-            out.append({"rule": rule_text, "cells": h * w,
-                        "bytes_s": t["bytes"].median / reps, "bits_s": t["bits"].median / reps,
-                        "bits_compiled_s": t["bits compiled"].median / reps,
-                        "bytes_over_bits": paired_ratio(t["bytes"], t["bits"])["median"],
-                        "bytes_over_bits_compiled": paired_ratio(
-                            t["bytes"], t["bits compiled"])["median"]})
-    print_table(["rule", "cells", "bytes", "bits", "bits compiled", "bytes/bits",
-                 "bytes/compiled"],
+            row: dict[str, Any] = {"rule": rule_text, "cells": h * w,
+                                   "bytes_s": t["bytes"].median / reps}
+            for name, key in (("bits", "bits"), ("bits compiled", "bits_compiled"),
+                              ("bits native", "bits_native")):
+                row[f"{key}_s"] = t[name].median / reps
+                row[f"bytes_over_{key}"] = paired_ratio(t["bytes"], t[name])["median"]
+            out.append(row)
+    print_table(["rule", "cells", "bytes", "bits", "bits compiled", "bits native", "bytes/bits",
+                 "bytes/compiled", "bytes/native"],
                 [[o["rule"], o["cells"], fmt_time(o["bytes_s"]), fmt_time(o["bits_s"]),
-                  fmt_time(o["bits_compiled_s"]), f"{o['bytes_over_bits']:.2f}",
-                  f"{o['bytes_over_bits_compiled']:.2f}"] for o in out])
+                  fmt_time(o["bits_compiled_s"]), fmt_time(o["bits_native_s"]),
+                  f"{o['bytes_over_bits']:.2f}", f"{o['bytes_over_bits_compiled']:.2f}",
+                  f"{o['bytes_over_bits_native']:.2f}"] for o in out])
     return out
 
 
@@ -343,7 +358,7 @@ def chunk_sweep(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 COMPILE_PROBE = """
 import sys, time, torch
-from gzoo.ca import bitkernel, bitslice
+from gzoo.ca import bitkernel, bitnative, bitslice
 from gzoo.ca.bitslice import BitBoards
 sys.path.insert(0, "benchmarks")
 from simulate import parse_rule
@@ -354,13 +369,16 @@ packed = BitBoards.pack(torch.rand(b, h, w) < 0.4)
 program = bitslice._program(parse_rule(rule_text, seed))
 t0 = time.perf_counter()
 fn = bitkernel.kernel(program, packed.words, w, packed.batch_layout)
-print(time.perf_counter() - t0, fn is not None)
+t1 = time.perf_counter()
+native = bitnative._library(program)  # build, load and self-test
+print(t1 - t0, time.perf_counter() - t1, fn is not None, native is not None)
 """
 
 
 def compile_section(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Seconds to build (and check) one kernel in a fresh process: with an empty on-disk compile
-    cache (``TORCHINDUCTOR_CACHE_DIR``, a new folder), then again with that cache filled."""
+    cache (``TORCHINDUCTOR_CACHE_DIR``, a new folder), then again with that cache filled; and
+    the native library (built afresh each time: no cache), in the same two processes."""
     import os
     import tempfile
 
@@ -376,20 +394,22 @@ def compile_section(args: argparse.Namespace) -> list[dict[str, Any]]:
                         [sys.executable, "-c", COMPILE_PROBE, str(h), str(w), str(b), rule_text,
                          str(args.seed)], capture_output=True, text=True, cwd=REPO, env=env,
                         check=True)
-                    seconds, built = res.stdout.split()[-2:]
-                    if built != "True":
+                    seconds, native_s, built, native = res.stdout.split()[-4:]
+                    if built != "True" or native != "True":
                         raise SystemExit(f"no kernel was built ({rule_text}): {res.stderr}")
                     row[f"{state}_s"] = float(seconds)
+                    row.setdefault("native_s", []).append(float(native_s))
                 out.append(row)
-    print_table(["setting", "rule", "empty cache", "filled cache"],
-                [[o["setting"], o["rule"], f"{o['cold_s']:.1f} s", f"{o['warm_s']:.2f} s"]
-                 for o in out])
+    print_table(["setting", "rule", "torch.compile, empty cache", "filled cache",
+                 "native (C, no cache)"],
+                [[o["setting"], o["rule"], f"{o['cold_s']:.1f} s", f"{o['warm_s']:.2f} s",
+                  " / ".join(f"{v:.2f} s" for v in o["native_s"])] for o in out])
     return out
 
 
 MEMORY_PROBE = """
 import sys, torch
-from gzoo.ca import bitkernel, step
+from gzoo.ca import bitkernel, bitnative, step
 torch.set_num_threads(1)
 side, backend = int(sys.argv[1]), sys.argv[2]
 
@@ -398,8 +418,8 @@ def status(key):  # kB → bytes
         return next(int(v.split()[1]) * 1024 for v in f if v.startswith(key + ":"))
 
 x = torch.empty(side, side, dtype=torch.uint8).random_(0, 2).view(torch.bool)
-if backend == "bits compiled":
-    bitkernel.COMPILE_AFTER = 0
+bitnative.NATIVE_AFTER = 0 if backend == "bits native" else None
+bitkernel.COMPILE_AFTER = 0 if backend == "bits compiled" else None
 backend = backend.split()[0]
 step(x, "B3/S23", backend=backend)  # lazy imports, caches, the kernel
 before = status("VmRSS")
@@ -416,7 +436,7 @@ def memory(args: argparse.Namespace) -> list[dict[str, Any]]:
     out = []
     side = args.memory_size
     print(f"\n## memory: one step of Life on a {side}² bool board, peak RSS growth")
-    for backend in ("bits", "bits compiled", "bytes"):
+    for backend in ("bits", "bits compiled", "bits native", "bytes"):
         res = subprocess.run([sys.executable, "-c", MEMORY_PROBE, str(side), backend],
                              capture_output=True, text=True, cwd=REPO, check=True)
         grown = int(res.stdout.strip().splitlines()[-1])
