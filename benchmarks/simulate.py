@@ -12,9 +12,12 @@ Settings (``--settings HxWxB``): one 2048² board and 64 boards of 64² by defau
 - ``bits packed``: ``BitBoards.pack(x).step(rule, steps).unpack()``: packing once;
 - ``bits engine``: ``packed.step(rule, steps)`` on boards packed beforehand, packed out — the
   bit-sliced step alone;
-- the ``bits`` rows run the rule's compiled kernel (:mod:`gzoo.ca.bitkernel`), as a long run does
-  once it has tiered up (``COMPILE_AFTER`` cell updates; built and checked before the timing);
-  the ``(eager)`` rows are the same calls with kernels off, as short runs and CUDA step;
+- the ``bits`` rows run as a long run does once the rule has tiered up (built and checked before
+  the timing): ``step``/``simulate`` natively (:mod:`gzoo.ca.bitnative`, generated C that packs,
+  steps and unpacks in one call; after ``NATIVE_AFTER`` = 0.5 s), ``BitBoards`` steps with the
+  rule's ``torch.compile`` kernel (:mod:`gzoo.ca.bitkernel`; after ``COMPILE_AFTER`` = 5 s);
+  the ``(torch.compile)`` rows are ``step``/``simulate`` with native steps off (kernels only),
+  the ``(eager)`` rows the same calls with both off, as short runs and CUDA step;
 - ``bytes table, int16 index`` (rules that are not B/S only; written here, not in gzoo): a leaner
   byte-per-cell table step — the nine-roll pattern index in ``int16`` and an ``index_select``
   gather instead of ``int64`` — a stronger byte baseline for the table ratios ("× lean");
@@ -35,7 +38,7 @@ Extra sections: ``--crossover`` (``step()`` bytes vs bits from 2¹⁰ to 2²⁰ 
 ``gzoo.ca.bitslice.CHUNK_WORDS``), ``--memory`` (peak RSS growth of one ``step`` on a
 ``--memory-size``² board, default 20000², each backend in a fresh subprocess, after one
 step that builds what the step needs), ``--compile`` (the time to build a kernel, with an empty
-and with a filled on-disk compile cache, each in a fresh subprocess).
+and with a filled on-disk compile cache, each in a fresh subprocess, and a native library).
 
 Run ``python benchmarks/simulate.py --crossover --memory`` (a few minutes on 2 cores); writes
 ``simulate.json`` and ``simulate.png`` to ``--out`` (default ``benchmarks/out/``).
