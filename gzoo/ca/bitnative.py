@@ -401,8 +401,9 @@ def c_source(program: bs._Program) -> str:
     """C source of ``gzoo_run`` for ``program``: the prelude (pack, unpack, halo), the rule's
     cell function on the nine neighbourhood words (west/centre/east of the rows above, at and
     below the cell), and the narrow and wide steps around it (module docstring)."""
-    lines = ["static inline u64 cell(u64 wu, u64 cu, u64 eu, u64 wm, u64 cm, u64 em,",
-             "                       u64 wd, u64 cd, u64 ed) {"]
+    lines = ["/* inlined into the loops whatever its size: a call per word would not vectorise */",
+             "static inline __attribute__((always_inline))",
+             "u64 cell(u64 wu, u64 cu, u64 eu, u64 wm, u64 cm, u64 em, u64 wd, u64 cd, u64 ed) {"]
     emit = lines.append
     if program.inputs == "moore":  # T = n + x by full adders (bitslice docstring)
         for r in "umd":
