@@ -335,7 +335,8 @@ def crossover(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def chunk_sweep(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Bit-sliced steps (packed) at 2048² against the chunk size."""
+    """Eager bit-sliced steps (packed) at 2048² against the chunk size (never compiled: a rule
+    whose tier filled earlier in the run would otherwise step compiled here)."""
     out = []
     x = torch.rand(2048, 2048, generator=torch.Generator().manual_seed(1)) < 0.4
     packed = BitBoards.pack(x)
@@ -347,7 +348,7 @@ def chunk_sweep(args: argparse.Namespace) -> list[dict[str, Any]]:
         for log2 in range(12, 21, 2):
             def run(log2: int = log2, rule: Rule = rule) -> BitBoards:
                 bitslice.CHUNK_WORDS = 1 << log2
-                return packed.step(rule, 4)
+                return packed.step(rule, 4, hot=False)
 
             cands[str(1 << log2)] = run
         t = bench(cands, repeats=args.repeats, warmup=1)
