@@ -165,11 +165,28 @@ def test_native_is_off_on_cuda_and_when_switched_off(monkeypatch):
 
 
 # ---------------------------------------------------------------------- trust
-def test_no_compiler_warns_once_and_steps_stay_exact(monkeypatch):
+def test_without_a_compiler_steps_run_as_before_silently(monkeypatch):
+    """No compiler is an ordinary machine, not an error: no warning, nothing built, exact."""
     monkeypatch.setenv("CC", "gzoo-no-such-compiler")
     rule = Rule.parse("B3/S23")
     x = soup((2, 9, 70))
-    with pytest.warns(RuntimeWarning, match="no C compiler"):
+    assert not bitnative.available(torch.device("cpu"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert torch.equal(step(x, rule, backend="bits"), step(x, rule, backend="bytes"))
+        assert torch.equal(simulate(x, rule, 3, backend="bits"),
+                           simulate(x, rule, 3, backend="bytes"))
+    assert not bitnative._libs and bitnative._broken is None
+
+
+@needs_cc
+def test_a_failing_build_warns_once_and_steps_stay_exact(monkeypatch):
+    """A compiler that fails (here ``$CC`` is ``false``) turns native steps off with one
+    warning; every later step runs as before."""
+    monkeypatch.setenv("CC", "false")
+    rule = Rule.parse("B3/S23")
+    x = soup((2, 9, 70))
+    with pytest.warns(RuntimeWarning, match="building a native bit-sliced step failed"):
         got = step(x, rule, backend="bits")
     assert torch.equal(got, step(x, rule, backend="bytes"))
     assert bitnative._broken is not None and not bitnative.available(torch.device("cpu"))
@@ -177,6 +194,20 @@ def test_no_compiler_warns_once_and_steps_stay_exact(monkeypatch):
         warnings.simplefilter("error")  # once: no second warning
         assert torch.equal(simulate(x, rule, 3, backend="bits"),
                            simulate(x, rule, 3, backend="bytes"))
+
+
+@needs_cc
+def test_cc_may_name_a_command_with_arguments(monkeypatch):
+    """``$CC`` is split like a shell word list (``ccache gcc``-style): here the compiler found
+    first, with an extra flag."""
+    cc = bitnative._which(None)
+    assert cc is not None
+    monkeypatch.setenv("CC", f"{cc[0]} -O2")
+    assert bitnative._compiler() == [cc[0], "-O2"]
+    rule = Rule.parse("B36/S23")
+    x = soup((2, 9, 70))
+    assert torch.equal(step(x, rule, backend="bits"), step(x, rule, backend="bytes"))
+    assert bitslice._program(rule) in bitnative._libs
 
 
 @needs_cc

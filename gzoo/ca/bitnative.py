@@ -16,9 +16,10 @@ over the words of whole boards at a time (a flat loop the compiler vectorises). 
 chunks of about :data:`CHUNK_WORDS` words, so the working memory is two chunks.
 
 **When.** A build costs far less than a ``torch.compile`` kernel, so it is due sooner: once a
-rule's eager bit-sliced steps have cost :data:`NATIVE_AFTER` seconds (the account of
-:mod:`gzoo.ca.bitkernel`), or are foreseen to within one ``simulate`` call. CPU only, on
-little-endian hosts with a C compiler (``$CC``, else ``cc``, ``gcc`` or ``clang``).
+rule's steps have cost :data:`NATIVE_AFTER` seconds (the account of :mod:`gzoo.ca.bitkernel`:
+byte and eager bit-sliced steps), or are foreseen to within one ``simulate`` call. CPU only, on
+little-endian hosts with a C compiler (``$CC``, else ``cc``, ``gcc`` or ``clang``); without one,
+steps run as before, silently.
 
 **Trust.** Each built library first steps a fixed set of boards — widths 1 to 200, one and
 several words per row, chunks split, several steps and every frame — and each new board shape's
@@ -32,6 +33,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -63,10 +65,10 @@ _ARGS = [ctypes.c_void_p, ctypes.c_void_p] + [ctypes.c_int64] * 6
 
 
 def available(device: torch.device) -> bool:
-    """Whether native steps may run on ``device`` in this process (a missing compiler shows
-    at the first build: one warning, then native steps are off)."""
+    """Whether native steps may run on ``device`` in this process: switched on, nothing broken,
+    CPU, a little-endian host with a C compiler, not inside a ``torch.compile`` trace."""
     return (NATIVE_AFTER is not None and _broken is None and device.type == "cpu"
-            and _LITTLE_ENDIAN and not torch.compiler.is_compiling())
+            and _LITTLE_ENDIAN and not torch.compiler.is_compiling() and _compiler() is not None)
 
 
 def hot(rule: Any, device: torch.device) -> bool:
@@ -187,15 +189,19 @@ def _give_up(why: str) -> None:
 
 
 # ---------------------------------------------------------------------- building
-def _compiler() -> str | None:
+def _compiler() -> list[str] | None:
+    """The C compiler command: ``$CC`` (split like a shell word list, e.g. ``ccache gcc``), else
+    the first of ``cc``, ``gcc``, ``clang`` found; ``None`` if there is none."""
     return _which(os.environ.get("CC") or None)
 
 
 @functools.lru_cache(maxsize=8)
-def _which(cc: str | None) -> str | None:
+def _which(cc: str | None) -> list[str] | None:
     if cc is not None:
-        return shutil.which(cc)
-    return next((p for c in ("cc", "gcc", "clang") if (p := shutil.which(c))), None)
+        words = shlex.split(cc)
+        found = shutil.which(words[0]) if words else None
+        return [found, *words[1:]] if found else None
+    return next(([p] for c in ("cc", "gcc", "clang") if (p := shutil.which(c))), None)
 
 
 def _build(source: str) -> _Fn:
@@ -203,20 +209,20 @@ def _build(source: str) -> _Fn:
     it; the temporary directory is removed once the library is mapped."""
     cc = _compiler()
     if cc is None:
-        raise RuntimeError("no C compiler found ($CC, cc, gcc, clang)")
+        raise RuntimeError("no C compiler found ($CC, cc, gcc, clang)")  # (available() said so)
     with tempfile.TemporaryDirectory(prefix="gzoo-native-", ignore_cleanup_errors=True) as d:
         src, lib = os.path.join(d, "step.c"), os.path.join(d, "step.so")
         with open(src, "w", encoding="utf-8") as f:
             f.write(source)
         errors = ""
         for arch in (["-march=native"], []):
-            cmd = [cc, "-O3", *arch, "-std=c11", "-shared", "-fPIC", "-o", lib, src]
+            cmd = [*cc, "-O3", *arch, "-std=c11", "-shared", "-fPIC", "-o", lib, src]
             res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
             if res.returncode == 0:
                 break
             errors = res.stderr.strip() or f"exit status {res.returncode}"
         else:
-            raise RuntimeError(f"{os.path.basename(cc)}: {errors}")
+            raise RuntimeError(f"{os.path.basename(cc[0])}: {errors}")
         fn = ctypes.CDLL(lib).gzoo_run
     fn.argtypes = _ARGS
     fn.restype = ctypes.c_int
