@@ -255,3 +255,19 @@ def test_c_source_reads_like_the_circuit():
     gates = [line for line in src.splitlines() if line.startswith("    u64 g")]
     assert len(gates) == len(circuit.gates)
     assert f"return g{len(circuit.gates) - 1};" in src or circuit.output < 2 + 9
+
+
+def test_run_checks_its_boards_and_frames():
+    """``run`` is public: boards that are not uint8/bool ``[B, H, W]`` and frames of the wrong
+    dtype, shape or layout are typed errors naming what was given, never written past."""
+    x = soup((2, 5, 6)).to(torch.uint8)
+    with pytest.raises(TypeError, match="float32"):
+        bitnative.run("B3/S23", x.float())
+    with pytest.raises(TypeError, match=r"\(5, 6\)"):
+        bitnative.run("B3/S23", x[0])
+    with pytest.raises(ValueError, match=r"\(3, 2, 5, 6\)"):
+        bitnative.run("B3/S23", x, 3, torch.empty((2, 2, 5, 6), dtype=torch.uint8))
+    with pytest.raises(ValueError, match="contiguous"):
+        bitnative.run("B3/S23", x, 3, torch.empty((3, 2, 6, 5), dtype=torch.uint8).transpose(2, 3))
+    with pytest.raises(ValueError, match="uint8"):
+        bitnative.run("B3/S23", x, 3, torch.empty((3, 2, 5, 6), dtype=torch.bool))

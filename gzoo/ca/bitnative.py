@@ -3,7 +3,7 @@ r"""Native bit-sliced steps: a rule's step, with packing and unpacking, as gener
 ``step`` and ``simulate`` take and give one byte per cell, so a bit-sliced step behind them
 packs, steps and unpacks. As separate PyTorch or numpy passes the packing costs several times
 the step itself. Here all three run in one C call, built for one rule by the system C compiler
-(``cc -O3 -march=native``, about 0.2–0.5 s) and loaded with :mod:`ctypes`:
+(``cc -O3 -march=native``; about 0.6 s with its self-test) and loaded with :mod:`ctypes`:
 
     pack     word k of row i  = Σ_b [x[i, 64k + b] ≠ 0] 2^b        (AVX-512: one mask test)
     halo     the torus around each row and board (as :func:`gzoo.ca.bitslice._fill_halo`)
@@ -49,8 +49,9 @@ from . import bitslice as bs
 
 __all__ = ["CHUNK_WORDS", "NATIVE_AFTER", "available", "c_source", "due", "hot", "run"]
 
-#: Seconds of eager bit-sliced stepping of a rule after which its ``step``/``simulate`` calls
-#: run natively (``None``: never, ``0``: at once). About a build and its checks (0.2–0.5 s here).
+#: Seconds of stepping a rule (byte or eager bit-sliced steps) after which its ``step`` and
+#: ``simulate`` calls run natively (``None``: never, ``0``: at once). About what a build and its
+#: self-test cost (0.56–0.74 s, ``benchmarks/simulate.py --compile``).
 NATIVE_AFTER: float | None = 0.5
 #: Words of packed boards stepped per chunk (two chunks are the working memory).
 CHUNK_WORDS = 1 << 16
@@ -72,7 +73,7 @@ def available(device: torch.device) -> bool:
 
 
 def hot(rule: Any, device: torch.device) -> bool:
-    """Whether ``rule``'s steps on ``device`` run natively now (its eager account is full)."""
+    """Whether ``rule``'s steps on ``device`` run natively now (its account is full)."""
     return available(device) and _hot(bs._program(rule))
 
 
@@ -92,6 +93,12 @@ def run(rule: Any, x: Tensor, steps: int = 1, frames: Tensor | None = None, *,
     state (a new tensor), or with ``frames`` (``uint8 [steps, B, H, W]``, contiguous) every
     state written there (and ``frames`` returned). ``None`` where native steps are off, or with
     ``only_hot`` where the rule is not :func:`hot` (then step otherwise)."""
+    if x.dtype not in (torch.uint8, torch.bool) or x.dim() != 3:
+        raise TypeError(f"x must be uint8/bool boards [B, H, W], got {x.dtype} {tuple(x.shape)}")
+    if frames is not None and (frames.dtype != torch.uint8 or not frames.is_contiguous()
+                               or tuple(frames.shape) != (steps, *x.shape)):
+        raise ValueError(f"frames must be contiguous uint8 of shape {(steps, *x.shape)}, got "
+                         f"{frames.dtype} {tuple(frames.shape)}")
     if steps < 1 or not available(x.device):
         return None
     program = bs._program(rule)
