@@ -61,3 +61,30 @@ def user_files(tmp_path):
     (tmp_path / "notes.txt").write_text("do not lose\n")
     (tmp_path / ".hidden").write_text("x\n")
     return tmp_path
+
+
+def soup(shape, p=0.4, seed=0) -> torch.Tensor:
+    """A seeded random bool board (or boards) of ``shape``, live with probability ``p``."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(shape, generator=g) < p
+
+
+def circuit_rules(seed: int) -> list:
+    """Rules of every kind a bit-sliced circuit meets: B/S with B0 and the constant 0, von
+    Neumann, isotropic (tlife and a seeded random one), random MAP tables (one with B0), the
+    constant 1, and a table that is its centre input."""
+    import random
+
+    from gzoo.ca import Rule, get_family
+
+    rng = random.Random(seed)
+    iso = get_family("isotropic")
+    return [
+        Rule.parse("B3/S23"), Rule.parse("B0/S8"), Rule.parse("B/S"),  # B0, constant 0
+        Rule.parse("B13/S012V"), Rule.parse("B0124/S3V"),
+        Rule.parse("B3/S2-i34q"),
+        Rule.from_table(iso.table([rng.randint(0, 1) for _ in range(iso.n_classes)])),
+        Rule.from_table(rng.getrandbits(512)), Rule.from_table(rng.getrandbits(512) | 1),
+        Rule.from_table((1 << 512) - 1),  # constant 1
+        Rule.from_table(sum(1 << n for n in range(512) if n >> 4 & 1)),  # the centre: an input
+    ]

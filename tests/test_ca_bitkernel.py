@@ -15,8 +15,9 @@ import torch
 
 import gzoo.ca.bitkernel as bitkernel
 import gzoo.ca.bitslice as bitslice
+from conftest import circuit_rules, soup
 from gzoo._system import advise_huge_pages
-from gzoo.ca import Rule, get_family, simulate, step
+from gzoo.ca import Rule, simulate, step
 from gzoo.ca.bitslice import BitBoards
 
 # (batch, height, width): one word with a short tail (nw = 1, r < 64), exactly one word,
@@ -25,23 +26,8 @@ SHAPES = [(1, 5, 7), (2, 3, 64), (3, 9, 130), (1, 4, 128), (2, 6, 1), (1, 1, 65)
           (64, 5, 7), (70, 3, 4)]
 
 
-def soup(shape, p=0.4, seed=0) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    return torch.rand(shape, generator=g) < p
-
-
 def rules() -> list[Rule]:
-    rng = random.Random(7)
-    iso = get_family("isotropic")
-    return [
-        Rule.parse("B3/S23"), Rule.parse("B0/S8"), Rule.parse("B/S"),  # B0, constant 0
-        Rule.parse("B13/S012V"), Rule.parse("B0124/S3V"),
-        Rule.parse("B3/S2-i34q"),
-        Rule.from_table(iso.table([rng.randint(0, 1) for _ in range(iso.n_classes)])),
-        Rule.from_table(rng.getrandbits(512)), Rule.from_table(rng.getrandbits(512) | 1),
-        Rule.from_table((1 << 512) - 1),  # constant 1
-        Rule.from_table(sum(1 << n for n in range(512) if n >> 4 & 1)),  # the centre: an input
-    ]
+    return circuit_rules(7)
 
 
 @pytest.fixture(autouse=True)
