@@ -51,11 +51,11 @@ __all__ = ["CACHE_SIZE", "COMPILE_AFTER", "STEPS_PER_CALL", "STEPS_PER_CALL_GATE
            "STEPS_PER_CALL_MAX_WORDS", "charge", "hot", "kernel", "kernel_source", "last_step",
            "once_kernel", "spend", "spent", "steps_per_call"]
 
-#: Seconds of eager bit-sliced stepping of one rule (spent in this process, plus what the current
-#: call will still spend) from which its steps run compiled; ``None``: never, ``0``: at once.
-#: About what a build costs (ski rental: rent until the rent paid equals the price): 3–4 s in a
-#: fresh process with PyTorch's on-disk cache filled, 11–19 s with it empty, less once the
-#: compiler is loaded (``benchmarks/simulate.py --compile``).
+#: Seconds of stepping one rule (eager bit-sliced and byte steps in this process, plus what the
+#: current call will still spend) from which its steps run compiled; ``None``: never, ``0``: at
+#: once. About what a build costs (ski rental: rent until the rent paid equals the price):
+#: 4.9–5.7 s in a fresh process with PyTorch's on-disk cache filled, 16.7–26.2 s with it empty
+#: (``benchmarks/simulate.py --compile``).
 COMPILE_AFTER: float | None = 5.0
 #: Kernels kept (one per rule, packed shape and steps per call); the oldest is dropped first.
 CACHE_SIZE = 32
@@ -71,8 +71,8 @@ STEPS_PER_CALL_GATES = 256
 
 Kernel = Callable[[Tensor], Tensor]
 
-_spent: dict[bs._Program, float] = {}  # seconds of eager steps per rule (CPU)
-_last: dict[bs._Program, float] = {}  # seconds of its last eager step
+_spent: dict[bs._Program, float] = {}  # seconds of eager bit-sliced and byte steps per rule (CPU)
+_last: dict[bs._Program, float] = {}  # seconds of its last such step
 _cache: dict[tuple, Kernel] = {}
 _broken: str | None = None  # why kernels are off in this process, once one failed
 _serial = itertools.count()
@@ -121,12 +121,12 @@ def charge(rule: Rule | str | bs._Program, seconds: float, device: torch.device)
 
 
 def spent(program: bs._Program) -> float:
-    """Seconds of eager bit-sliced steps of ``program`` charged so far in this process (CPU)."""
+    """Seconds of eager bit-sliced and byte steps of ``program`` so far in this process (CPU)."""
     return _spent.get(program, 0.0)
 
 
 def last_step(program: bs._Program) -> float:
-    """Seconds of ``program``'s last eager bit-sliced step (0 if none)."""
+    """Seconds of ``program``'s last eager bit-sliced or byte step (0 if none)."""
     return _last.get(program, 0.0)
 
 
