@@ -5,6 +5,7 @@ library, the fallback when no compiler builds it."""
 
 from __future__ import annotations
 
+import platform
 import random
 import warnings
 
@@ -278,3 +279,23 @@ def test_random_rules_of_every_family_on_random_boards(seed):
             got = simulate(x, rule, 4, backend="bits")
             assert torch.equal(got, simulate(x, rule, 4, backend="bytes")), (str(rule), shape)
     assert bitnative._broken is None and len(bitnative._libs) == 4
+
+
+@needs_cc
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="x86-64 flags")
+@pytest.mark.parametrize("arch", ["-march=x86-64-v4", "-march=x86-64-v3", "-march=x86-64"])
+def test_every_packing_path_is_exact(monkeypatch, arch):
+    """The AVX-512, AVX2 and portable packing (chosen by the target the library is built for)
+    each give the byte path's steps — run where this CPU has the instructions, so a machine
+    without AVX-512 is not the first to run that code."""
+    flags = {"-march=x86-64-v4": "avx512bw", "-march=x86-64-v3": "avx2"}
+    need = flags.get(arch)
+    if need is not None and need not in open("/proc/cpuinfo").read():
+        pytest.skip(f"this CPU has no {need}")
+    monkeypatch.setattr(bitnative, "_ARCH_FLAGS", ([arch],))
+    rule = Rule.from_table(random.Random(5).getrandbits(512))
+    for i, shape in enumerate([(2, 9, 200), (3, 7, 64), (70, 3, 33)]):
+        x = soup(shape, seed=i)
+        want = simulate(x, rule, 3, backend="bytes")
+        assert torch.equal(simulate(x, rule, 3, backend="bits"), want), shape
+    assert bitnative._broken is None and bitslice._program(rule) in bitnative._libs

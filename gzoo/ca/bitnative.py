@@ -63,6 +63,9 @@ _broken: str | None = None
 _LITTLE_ENDIAN = sys.byteorder == "little"  # (the generated packing reads bytes as words)
 
 _ARGS = [ctypes.c_void_p, ctypes.c_void_p] + [ctypes.c_int64] * 6
+#: Target flags tried in turn: this CPU's instructions (AVX-512 or AVX2 packing where it has them),
+#: else the compiler's default target (the portable packing).
+_ARCH_FLAGS: tuple[list[str], ...] = (["-march=native"], [])
 
 
 def available(device: torch.device) -> bool:
@@ -222,7 +225,7 @@ def _build(source: str) -> _Fn:
         with open(src, "w", encoding="utf-8") as f:
             f.write(source)
         errors = ""
-        for arch in (["-march=native"], []):
+        for arch in _ARCH_FLAGS:
             cmd = [*cc, "-O3", *arch, "-std=c11", "-shared", "-fPIC", "-o", lib, src]
             res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
             if res.returncode == 0:
