@@ -12,12 +12,11 @@ Settings (``--settings HxWxB``): one 2048² board and 64 boards of 64² by defau
 - ``bits packed``: ``BitBoards.pack(x).step(rule, steps).unpack()``: packing once;
 - ``bits engine``: ``packed.step(rule, steps)`` on boards packed beforehand, packed out — the
   bit-sliced step alone;
-- the ``bits`` rows run as a long run does once the rule has tiered up (built and checked before
-  the timing): ``step``/``simulate`` natively (:mod:`gzoo.ca.bitnative`, generated C that packs,
-  steps and unpacks in one call; after ``NATIVE_AFTER`` = 0.5 s), ``BitBoards`` steps with the
-  rule's ``torch.compile`` kernel (:mod:`gzoo.ca.bitkernel`; after ``COMPILE_AFTER`` = 5 s);
-  the ``(torch.compile)`` rows are ``step``/``simulate`` with native steps off (kernels only),
-  the ``(eager)`` rows the same calls with both off, as short runs and CUDA step;
+- the ``bits`` rows run natively, as every run does once its rule has been stepped for
+  ``NATIVE_AFTER`` = 0.5 s (:mod:`gzoo.ca.bitnative`: the rule's step as generated C; ``step``
+  and ``simulate`` pack, step and unpack in one call, ``BitBoards`` steps its words; built and
+  checked before the timing); the ``(eager)`` rows are the same calls in eager PyTorch, as short
+  runs and CUDA step;
 - ``bytes table, int16 index`` (rules that are not B/S only; written here, not in gzoo): a leaner
   byte-per-cell table step — the nine-roll pattern index in ``int16`` and an ``index_select``
   gather instead of ``int64`` — a stronger byte baseline for the table ratios ("× lean");
@@ -37,8 +36,8 @@ Extra sections: ``--crossover`` (``step()`` bytes vs bits from 2¹⁰ to 2²⁰ 
 ``backend="auto"`` switches), ``--chunk-sweep`` (bit-sliced step time against
 ``gzoo.ca.bitslice.CHUNK_WORDS``), ``--memory`` (peak RSS growth of one ``step`` on a
 ``--memory-size``² board, default 20000², each backend in a fresh subprocess, after one
-step that builds what the step needs), ``--compile`` (the time to build a kernel, with an empty
-and with a filled on-disk compile cache, each in a fresh subprocess, and a native library).
+step that builds what the step needs), ``--compile`` (the time to build and self-test a rule's
+native library, in a fresh subprocess).
 
 Run ``python benchmarks/simulate.py --crossover --memory`` (a few minutes on 2 cores); writes
 ``simulate.json`` and ``simulate.png`` to ``--out`` (default ``benchmarks/out/``).
@@ -71,7 +70,6 @@ from common import (
     sync,
 )
 
-import gzoo.ca.bitkernel as bitkernel
 import gzoo.ca.bitnative as bitnative
 import gzoo.ca.bitslice as bitslice
 from gzoo.ca import Rule, simulate, step
@@ -110,20 +108,14 @@ def loop(fn: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor, steps: in
     return run
 
 
-TIERS = {"native": (0, 0), "compiled": (None, 0), "eager": (None, None)}
-
-
-def kernels(tier: str, fn: Callable[[], Any]) -> Callable[[], Any]:
-    """``fn`` in one tier, from the first cell update: ``"native"`` (``step``/``simulate`` in
-    generated C, ``BitBoards`` steps compiled), ``"compiled"`` (``torch.compile`` kernels only)
-    or ``"eager"`` (neither)."""
+def kernels(native: bool, fn: Callable[[], Any]) -> Callable[[], Any]:
+    """``fn`` with native steps on from the first cell update, or off (eager PyTorch)."""
     def run() -> Any:
-        saved = bitnative.NATIVE_AFTER, bitkernel.COMPILE_AFTER
-        bitnative.NATIVE_AFTER, bitkernel.COMPILE_AFTER = TIERS[tier]
+        saved, bitnative.NATIVE_AFTER = bitnative.NATIVE_AFTER, (0 if native else None)
         try:
             return fn()
         finally:
-            bitnative.NATIVE_AFTER, bitkernel.COMPILE_AFTER = saved
+            bitnative.NATIVE_AFTER = saved
 
     return run
 
@@ -149,10 +141,8 @@ def gzoo_candidates(boards: torch.Tensor, rule: Rule, steps: int) -> dict[str, C
     }
     return {
         BASE: loop(lambda x: step(x, rule, backend="bytes"), boards, steps),
-        **{name: kernels("native", fn) for name, fn in bits.items()},
-        **{f"{name} (torch.compile)": kernels("compiled", bits[name])
-           for name in ("bits step", "bits simulate")},
-        **{f"{name} (eager)": kernels("eager", fn) for name, fn in bits.items()
+        **{name: kernels(True, fn) for name, fn in bits.items()},
+        **{f"{name} (eager)": kernels(False, fn) for name, fn in bits.items()
            if name != "bits packed"},
         "bytes simulate": lambda: simulate(boards, rule, steps, backend="bytes")[-1],
         FLOORS[0]: floor(boards, byte_dst),
@@ -244,7 +234,6 @@ def run_setting(
     compile_s = time.perf_counter() - t0
     cands = gzoo_candidates(boards, rule, steps)
     compared = [BASE, "bits step", "bytes simulate", "bits simulate", "bits packed", "bits engine",
-                "bits step (torch.compile)", "bits simulate (torch.compile)",
                 "bits step (eager)", "bits simulate (eager)", "bits engine (eager)"]
     if not rule.is_outer_totalistic:
         cands[LEAN] = loop(lean_table_step(rule), boards, steps)
@@ -295,8 +284,8 @@ def run_setting(
 
 # ---------------------------------------------------------------------- extra sections
 def crossover(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """``step()`` per call on single boards of 2¹⁰ … 2²⁰ cells: bytes, bits eager, bits with its
-    ``torch.compile`` kernel and bits native (both built before the timing)."""
+    """``step()`` per call on single boards of 2¹⁰ … 2²⁰ cells: bytes, bits eager and bits native
+    (built before the timing)."""
     out = []
     print("\n## crossover: step() per call, bytes / bits time (> 1: bits faster)")
     for rule_text in ("B3/S23", "random-map"):
@@ -308,35 +297,29 @@ def crossover(args: argparse.Namespace) -> list[dict[str, Any]]:
             reps = max(1, (1 << 18) >> log2)
             cands = {
                 "bytes": loop(lambda y, r=rule: step(y, r, backend="bytes"), x, reps),
-                "bits": kernels("eager", loop(lambda y, r=rule: step(y, r, backend="bits"), x,
-                                              reps)),
-                "bits compiled": kernels("compiled", loop(
-                    lambda y, r=rule: step(y, r, backend="bits"), x, reps)),
-                "bits native": kernels("native", loop(
-                    lambda y, r=rule: step(y, r, backend="bits"), x, reps)),
+                "bits": kernels(False, loop(lambda y, r=rule: step(y, r, backend="bits"), x,
+                                            reps)),
+                "bits native": kernels(True, loop(lambda y, r=rule: step(y, r, backend="bits"),
+                                                  x, reps)),
             }
-            cands["bits compiled"]()  # build the kernels outside the timing
-            cands["bits native"]()
+            cands["bits native"]()  # build the library outside the timing
             t = bench(cands, repeats=args.repeats, warmup=1)
             row: dict[str, Any] = {"rule": rule_text, "cells": h * w,
                                    "bytes_s": t["bytes"].median / reps}
-            for name, key in (("bits", "bits"), ("bits compiled", "bits_compiled"),
-                              ("bits native", "bits_native")):
+            for name, key in (("bits", "bits"), ("bits native", "bits_native")):
                 row[f"{key}_s"] = t[name].median / reps
                 row[f"bytes_over_{key}"] = paired_ratio(t["bytes"], t[name])["median"]
             out.append(row)
-    print_table(["rule", "cells", "bytes", "bits", "bits compiled", "bits native", "bytes/bits",
-                 "bytes/compiled", "bytes/native"],
+    print_table(["rule", "cells", "bytes", "bits", "bits native", "bytes/bits", "bytes/native"],
                 [[o["rule"], o["cells"], fmt_time(o["bytes_s"]), fmt_time(o["bits_s"]),
-                  fmt_time(o["bits_compiled_s"]), fmt_time(o["bits_native_s"]),
-                  f"{o['bytes_over_bits']:.2f}", f"{o['bytes_over_bits_compiled']:.2f}",
+                  fmt_time(o["bits_native_s"]), f"{o['bytes_over_bits']:.2f}",
                   f"{o['bytes_over_bits_native']:.2f}"] for o in out])
     return out
 
 
 def chunk_sweep(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Eager bit-sliced steps (packed) at 2048² against the chunk size (never compiled: a rule
-    whose tier filled earlier in the run would otherwise step compiled here)."""
+    """Eager bit-sliced steps (packed) at 2048² against the chunk size (never native: a rule
+    whose tier filled earlier in the run would otherwise step natively here)."""
     out = []
     x = torch.rand(2048, 2048, generator=torch.Generator().manual_seed(1)) < 0.4
     packed = BitBoards.pack(x)
@@ -362,58 +345,42 @@ def chunk_sweep(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 COMPILE_PROBE = """
 import sys, time, torch
-from gzoo.ca import bitkernel, bitnative, bitslice
-from gzoo.ca.bitslice import BitBoards
+from gzoo.ca import bitnative, bitslice
 sys.path.insert(0, "benchmarks")
 from simulate import parse_rule
 torch.set_num_threads(1)
-h, w, b = (int(v) for v in sys.argv[1:4])
-rule_text, seed = sys.argv[4], int(sys.argv[5])
-packed = BitBoards.pack(torch.rand(b, h, w) < 0.4)
-program = bitslice._program(parse_rule(rule_text, seed))
+program = bitslice._program(parse_rule(sys.argv[1], int(sys.argv[2])))
 t0 = time.perf_counter()
-fn = bitkernel.kernel(program, packed.words, w, packed.batch_layout)
-t1 = time.perf_counter()
-native = bitnative._library(program)  # build, load and self-test
-print(t1 - t0, time.perf_counter() - t1, fn is not None, native is not None)
+lib = bitnative._library(program)  # generate, compile, load and self-test
+print(time.perf_counter() - t0, lib is not None)
 """
 
 
 def compile_section(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Seconds to build (and check) one kernel in a fresh process: with an empty on-disk compile
-    cache (``TORCHINDUCTOR_CACHE_DIR``, a new folder), then again with that cache filled; and
-    the native library (built afresh each time: no cache), in the same two processes."""
-    import os
-    import tempfile
-
+    """Seconds to build a rule's native library (generate the C, compile, load, self-test) in a
+    fresh process, three times per rule (there is no cache: every process builds afresh)."""
     out = []
-    print("\n## compile: building one kernel in a fresh process (check included)")
-    for h, w, b in args.settings:
-        for rule_text in ("B3/S23", "random-map"):
-            with tempfile.TemporaryDirectory() as cache:
-                env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache}
-                row: dict[str, Any] = {"setting": f"{b}×{h}×{w}", "rule": rule_text}
-                for state in ("cold", "warm"):
-                    res = subprocess.run(
-                        [sys.executable, "-c", COMPILE_PROBE, str(h), str(w), str(b), rule_text,
-                         str(args.seed)], capture_output=True, text=True, cwd=REPO, env=env,
-                        check=True)
-                    seconds, native_s, built, native = res.stdout.split()[-4:]
-                    if built != "True" or native != "True":
-                        raise SystemExit(f"no kernel was built ({rule_text}): {res.stderr}")
-                    row[f"{state}_s"] = float(seconds)
-                    row.setdefault("native_s", []).append(float(native_s))
-                out.append(row)
-    print_table(["setting", "rule", "torch.compile, empty cache", "filled cache",
-                 "native (C, no cache)"],
-                [[o["setting"], o["rule"], f"{o['cold_s']:.1f} s", f"{o['warm_s']:.2f} s",
-                  " / ".join(f"{v:.2f} s" for v in o["native_s"])] for o in out])
+    print("\n## compile: building one native library in a fresh process (self-test included)")
+    for rule_text in ("B3/S23", "B3/S2-i34q", "random-map"):
+        row: dict[str, Any] = {"rule": rule_text, "gates": len(bitslice._program(
+            parse_rule(rule_text, args.seed)).circuit.gates), "native_s": []}
+        for _ in range(3):
+            res = subprocess.run([sys.executable, "-c", COMPILE_PROBE, rule_text, str(args.seed)],
+                                 capture_output=True, text=True, cwd=REPO, check=True)
+            seconds, built = res.stdout.split()[-2:]
+            if built != "True":
+                raise SystemExit(f"no native library was built ({rule_text}): {res.stderr}")
+            row["native_s"].append(float(seconds))
+        out.append(row)
+    print_table(["rule", "gates", "build + self-test (3 fresh processes)"],
+                [[o["rule"], o["gates"], " / ".join(f"{v:.2f} s" for v in o["native_s"])]
+                 for o in out])
     return out
 
 
 MEMORY_PROBE = """
 import sys, torch
-from gzoo.ca import bitkernel, bitnative, step
+from gzoo.ca import bitnative, step
 torch.set_num_threads(1)
 side, backend = int(sys.argv[1]), sys.argv[2]
 
@@ -423,7 +390,6 @@ def status(key):  # kB → bytes
 
 x = torch.empty(side, side, dtype=torch.uint8).random_(0, 2).view(torch.bool)
 bitnative.NATIVE_AFTER = 0 if backend == "bits native" else None
-bitkernel.COMPILE_AFTER = 0 if backend == "bits compiled" else None
 backend = backend.split()[0]
 step(x, "B3/S23", backend=backend)  # lazy imports, caches, the kernel
 before = status("VmRSS")
@@ -440,7 +406,7 @@ def memory(args: argparse.Namespace) -> list[dict[str, Any]]:
     out = []
     side = args.memory_size
     print(f"\n## memory: one step of Life on a {side}² bool board, peak RSS growth")
-    for backend in ("bits", "bits compiled", "bits native", "bytes"):
+    for backend in ("bits", "bits native", "bytes"):
         res = subprocess.run([sys.executable, "-c", MEMORY_PROBE, str(side), backend],
                              capture_output=True, text=True, cwd=REPO, check=True)
         grown = int(res.stdout.strip().splitlines()[-1])

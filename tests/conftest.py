@@ -16,13 +16,10 @@ def _seed():
 
 @pytest.fixture(autouse=True)
 def _no_surprise_kernels(monkeypatch):
-    """No test compiles a bit-sliced kernel because earlier tests stepped a rule for 5 s in
-    all (gzoo.ca.bitkernel's tier) or builds a native step after 0.5 s (gzoo.ca.bitnative);
-    the tests of kernels switch them on themselves."""
-    import gzoo.ca.bitkernel as bitkernel
+    """No test builds a native step because earlier tests stepped a rule for 0.5 s in all
+    (gzoo.ca.bitnative's tier); the tests of native steps switch them on themselves."""
     import gzoo.ca.bitnative as bitnative
 
-    monkeypatch.setattr(bitkernel, "COMPILE_AFTER", None)
     monkeypatch.setattr(bitnative, "NATIVE_AFTER", None)
 
 

@@ -1,7 +1,8 @@
 """Native bit-sliced steps (gzoo.ca.bitnative): the generated C against the byte path on every
-rule kind, board width, batch, dtype and chunking, for one step, many steps and every frame;
-and the policy around it — when it runs, the self-test and first-shape checks that drop a wrong
-library, the fallback when no compiler builds it."""
+rule kind, board width, batch, dtype and chunking, for one step, many steps and every frame, and
+against the eager step word for word on packed boards of both layouts; and the policy around it
+— when it runs, the self-test and first-shape checks that drop a wrong library, the fallback
+when no compiler builds it, the bounded cache."""
 
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ import warnings
 import pytest
 import torch
 
-import gzoo.ca.bitkernel as bitkernel
 import gzoo.ca.bitnative as bitnative
 import gzoo.ca.bitslice as bitslice
 from conftest import circuit_rules, soup
+from gzoo._system import advise_huge_pages
 from gzoo.ca import Rule, get_family, simulate, step
+from gzoo.ca.bitslice import BitBoards
 
 needs_cc = pytest.mark.skipif(bitnative._which(None) is None, reason="needs a C compiler")
 
@@ -37,8 +39,8 @@ def fresh_native(monkeypatch):
     monkeypatch.setattr(bitnative, "_checked", {})
     monkeypatch.setattr(bitnative, "_broken", None)
     monkeypatch.setattr(bitnative, "NATIVE_AFTER", 0)
-    monkeypatch.setattr(bitkernel, "_spent", {})
-    monkeypatch.setattr(bitkernel, "_last", {})
+    monkeypatch.setattr(bitnative, "_spent", {})
+    monkeypatch.setattr(bitnative, "_last", {})
 
 
 # ---------------------------------------------------------------------- exactness
@@ -110,7 +112,7 @@ def test_native_runs_once_the_rule_has_spent_its_time(monkeypatch):
     step(x, rule, backend="bits")
     step(x, rule, backend="bytes")
     assert not bitnative._libs and not bitnative.hot(rule, torch.device("cpu"))
-    bitkernel.charge(rule, 0.5, torch.device("cpu"))
+    bitnative.charge(rule, 0.5, torch.device("cpu"))
     assert bitnative.hot(rule, torch.device("cpu"))
     assert torch.equal(step(x, rule, backend="bits"), step(x, rule, backend="bytes"))
     assert bitslice._program(rule) in bitnative._libs
@@ -126,7 +128,7 @@ def test_a_long_simulate_goes_native_after_its_first_step(monkeypatch):
     x = soup((3, 20, 20))
     got = simulate(x, rule, 6, backend="bits")
     assert bitslice._program(rule) in bitnative._libs
-    assert bitkernel.spent(bitslice._program(rule)) == 1  # one eager step, then native
+    assert bitnative.spent(bitslice._program(rule)) == 1  # one eager step, then native
     assert torch.equal(got, simulate(x, rule, 6, backend="bytes"))
 
 
@@ -299,3 +301,93 @@ def test_every_packing_path_is_exact(monkeypatch, arch):
         want = simulate(x, rule, 3, backend="bytes")
         assert torch.equal(simulate(x, rule, 3, backend="bits"), want), shape
     assert bitnative._broken is None and bitslice._program(rule) in bitnative._libs
+
+
+# ---------------------------------------------------------------------- packed boards
+# (batch, height, width): one word with a short tail (nw = 1, r < 64), exactly one word,
+# several words with and without a tail, a single column, and the batch layout (≥ 64 boards)
+PACKED = [(1, 5, 7), (2, 3, 64), (3, 9, 130), (1, 4, 128), (2, 6, 1), (1, 1, 65),
+          (64, 5, 7), (70, 3, 4)]
+
+
+@needs_cc
+@pytest.mark.parametrize("rule", rules(), ids=str)
+def test_packed_steps_are_the_eager_steps_word_for_word(rule):
+    """``step_words`` on ``BitBoards`` words (row and batch layout) equals the eager step word
+    for word — halo and don't-care bits included — for one and several steps."""
+    program = bitslice._program(rule)
+    for i, shape in enumerate(PACKED):
+        packed = BitBoards.pack(soup(shape, seed=i))
+        assert packed.batch_layout == (shape[0] >= 64)
+        for steps in (1, 4):
+            got = bitnative.step_words(rule, packed.words, packed.width, packed.batch_layout,
+                                       steps)
+            want = bitnative._eager_words(program, packed.words, packed.width,
+                                          packed.batch_layout, steps)
+            assert torch.equal(got, want), (shape, steps)
+
+
+@needs_cc
+@pytest.mark.parametrize("rule", rules()[:6], ids=str)
+def test_every_path_runs_natively_when_hot(rule, monkeypatch):
+    """Hot from the first update, ``step``, ``simulate`` (every dtype) and ``BitBoards.step``
+    agree with the byte path, and each ran in C (one call per ``BitBoards.step``)."""
+    calls = []
+    words = bitnative._call_words
+    monkeypatch.setattr(bitnative, "_call_words", lambda *a: calls.append(a[-1]) or words(*a))
+    for i, shape in enumerate([(2, 6, 70), (64, 4, 5), (5, 9)]):
+        x = soup(shape, seed=i)
+        want = simulate(x, rule, 4, backend="bytes")
+        assert torch.equal(simulate(x, rule, 4, backend="bits"), want)
+        assert torch.equal(step(x, rule, backend="bits"), want[1])
+        calls.clear()
+        assert torch.equal(BitBoards.pack(x).step(rule, 4).unpack(), want[-1])
+        assert 4 in calls  # all four steps in one call (after a one-step check on a new shape)
+        assert torch.equal(simulate(x.float(), rule, 2, backend="bits"), want[:3].float())
+    assert bitnative._broken is None
+
+
+@needs_cc
+def test_evolve_goes_native_mid_call(monkeypatch):
+    """Tiered: once the first eager step, times the steps ahead, would fill the account, the
+    remaining states are stepped natively — the same states."""
+    monkeypatch.setattr(bitnative, "NATIVE_AFTER", 0.5)
+    monkeypatch.setattr(bitslice, "_clock", iter(range(0, 1000)).__next__)  # 1 s a step
+    rule = Rule.parse("B36/S23")
+    x = soup((2, 12, 80), seed=3)
+    states = [s.unpack() for s in BitBoards.pack(x)._evolve(rule, 6)]
+    assert bitnative.spent(bitslice._program(rule)) == 1 and bitnative._libs  # one eager step
+    assert torch.equal(torch.stack(states), simulate(x, rule, 6, backend="bytes")[1:])
+
+
+@needs_cc
+def test_a_packed_step_that_disagrees_is_dropped(monkeypatch):
+    rule = Rule.parse("B3/S23")
+    packed = BitBoards.pack(soup((2, 16, 300), seed=8))
+    bitnative.run(rule, soup((1, 4, 4)).to(torch.uint8))  # built and self-tested
+    words = bitnative._call_words
+    monkeypatch.setattr(bitnative, "_call_words", lambda *a: words(*a) ^ 1)
+    with pytest.warns(RuntimeWarning, match="disagreed"):
+        got = packed.step(rule, 3)
+    assert torch.equal(got.unpack(), packed.step(rule, 3, hot=False).unpack())
+    assert bitnative._broken is not None
+
+
+@needs_cc
+def test_the_cache_is_bounded(monkeypatch):
+    monkeypatch.setattr(bitnative, "CACHE_SIZE", 2)
+    for rule in ("B3/S23", "B36/S23", "B2/S"):
+        step(soup((3, 9)), rule, backend="bits")
+    assert [str(p.inputs) for p in bitnative._libs] == ["moore", "moore"]
+    assert bitslice._program("B2/S") in bitnative._libs
+    assert bitslice._program("B3/S23") not in bitnative._libs  # the oldest went first
+
+
+def test_huge_page_hint_keeps_contents_and_skips_small_tensors():
+    small = torch.ones(1000, dtype=torch.uint8)
+    assert advise_huge_pages(small) is False
+    big = torch.arange(1 << 20, dtype=torch.int64)  # 8 MiB, written before the hint
+    took = advise_huge_pages(big)
+    assert isinstance(took, bool)
+    assert torch.equal(big, torch.arange(1 << 20, dtype=torch.int64))
+    assert advise_huge_pages(torch.empty(1 << 24, dtype=torch.uint8, device="meta")) is False

@@ -15,17 +15,21 @@ over the words of whole boards at a time (a flat loop the compiler vectorises). 
 64 cells wide take one word per row and rotate it in place (no halo words). Many boards run in
 chunks of about :data:`CHUNK_WORDS` words, so the working memory is two chunks.
 
-**When.** A build costs far less than a ``torch.compile`` kernel, so it is due sooner: once a
-rule's steps have cost :data:`NATIVE_AFTER` seconds (the account of :mod:`gzoo.ca.bitkernel`:
-byte and eager bit-sliced steps), or are foreseen to within one ``simulate`` call. CPU only, on
+Packed boards (:class:`~gzoo.ca.bitslice.BitBoards`) step in the same library, on their own
+halo'd words (:func:`step_words`, both layouts, several steps per call).
+
+**When.** A build costs about half a second, so, like a JIT, the library is built only for rules
+that are stepped: once a rule's steps (byte and eager bit-sliced, each timed and charged to its
+account) have cost :data:`NATIVE_AFTER` seconds, or are foreseen to within one ``simulate`` or
+``BitBoards.step`` call — ski rental: rent until the rent paid equals the price. CPU only, on
 little-endian hosts with a C compiler (``$CC``, else ``cc``, ``gcc`` or ``clang``); without one,
 steps run as before, silently.
 
 **Trust.** Each built library first steps a fixed set of boards — widths 1 to 200, one and
 several words per row, chunks split, several steps and every frame — and each new board shape's
 first step is compared with the eager bit-sliced step. A build that fails or a step that
-disagrees turns native steps off for the process with one warning; the eager and
-``torch.compile`` paths are unchanged.
+disagrees turns native steps off for the process with one warning; the eager PyTorch step (the
+reference, and the path on CUDA) runs instead.
 """
 
 from __future__ import annotations
@@ -39,15 +43,15 @@ import subprocess
 import sys
 import tempfile
 import warnings
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 
-from . import bitkernel
 from . import bitslice as bs
 
-__all__ = ["CHUNK_WORDS", "NATIVE_AFTER", "available", "c_source", "due", "hot", "run"]
+__all__ = ["CACHE_SIZE", "CHUNK_WORDS", "NATIVE_AFTER", "available", "c_source", "charge", "due",
+           "hot", "run", "spent", "step_words"]
 
 #: Seconds of stepping a rule (byte or eager bit-sliced steps) after which its ``step`` and
 #: ``simulate`` calls run natively (``None``: never, ``0``: at once). About what a build and its
@@ -56,13 +60,25 @@ NATIVE_AFTER: float | None = 0.5
 #: Words of packed boards stepped per chunk (two chunks are the working memory).
 CHUNK_WORDS = 1 << 16
 
-_Fn = Any  # a ctypes function
-_libs: dict[bs._Program, _Fn] = {}
+class _Lib(NamedTuple):
+    """A rule's built library: ``run`` (bytes in and out) and ``words`` (packed words)."""
+
+    run: Any  # ctypes functions
+    words: Any
+
+
+#: Libraries kept (one per rule); the oldest is dropped first.
+CACHE_SIZE = 32
+
+_libs: dict[bs._Program, _Lib] = {}
+_spent: dict[bs._Program, float] = {}  # the account: seconds of steps per rule (CPU)
+_last: dict[bs._Program, float] = {}  # seconds of its last step
 _checked: dict[tuple, int] = {}  # (program, B, H, W) whose first step agreed → boards per chunk
 _broken: str | None = None
 _LITTLE_ENDIAN = sys.byteorder == "little"  # (the generated packing reads bytes as words)
 
 _ARGS = [ctypes.c_void_p, ctypes.c_void_p] + [ctypes.c_int64] * 6
+_WORD_ARGS = [ctypes.c_void_p, ctypes.c_void_p] + [ctypes.c_int64] * 5
 #: Target flags tried in turn: this CPU's instructions (AVX-512 or AVX2 packing where it has them),
 #: else the compiler's default target (the portable packing).
 _ARCH_FLAGS: tuple[list[str], ...] = (["-march=native"], [])
@@ -73,6 +89,23 @@ def available(device: torch.device) -> bool:
     CPU, a little-endian host with a C compiler, not inside a ``torch.compile`` trace."""
     return (NATIVE_AFTER is not None and _broken is None and device.type == "cpu"
             and _LITTLE_ENDIAN and not torch.compiler.is_compiling() and _compiler() is not None)
+
+
+def charge(rule: Any, seconds: float, device: torch.device) -> None:
+    """Add ``seconds`` of stepping ``rule`` (an eager bit-sliced or a byte step) on ``device`` to
+    its account (CPU; bounded: an atlas steps many rules briefly)."""
+    if device.type == "cpu" and not torch.compiler.is_compiling():
+        program = bs._program(rule)
+        if len(_spent) > 4096:
+            _spent.clear()
+            _last.clear()
+        _spent[program] = _spent.get(program, 0.0) + seconds
+        _last[program] = seconds
+
+
+def spent(program: bs._Program) -> float:
+    """Seconds of eager bit-sliced and byte steps of ``program`` so far in this process (CPU)."""
+    return _spent.get(program, 0.0)
 
 
 def hot(rule: Any, device: torch.device) -> bool:
@@ -87,7 +120,7 @@ def due(rule: Any, device: torch.device, steps_ahead: int) -> bool:
         return False
     assert NATIVE_AFTER is not None
     program = bs._program(rule)
-    return bitkernel.spent(program) + bitkernel.last_step(program) * steps_ahead >= NATIVE_AFTER
+    return spent(program) + _last.get(program, 0.0) * steps_ahead >= NATIVE_AFTER
 
 
 def run(rule: Any, x: Tensor, steps: int = 1, frames: Tensor | None = None, *,
@@ -107,9 +140,10 @@ def run(rule: Any, x: Tensor, steps: int = 1, frames: Tensor | None = None, *,
     program = bs._program(rule)
     if only_hot and not _hot(program):
         return None
-    fn = _libs.get(program) or _library(program)
-    if fn is None:
+    lib = _libs.get(program) or _library(program)
+    if lib is None:
         return None
+    fn = lib.run
     x = x.contiguous()
     key = (program, *x.shape)
     chunk = _checked.get(key)
@@ -126,9 +160,34 @@ def run(rule: Any, x: Tensor, steps: int = 1, frames: Tensor | None = None, *,
     return _call(fn, x, steps, frames, chunk)
 
 
+def step_words(rule: Any, words: Tensor, width: int, batch_layout: bool, steps: int = 1
+               ) -> Tensor | None:
+    """``steps`` steps of packed boards as :class:`~gzoo.ca.bitslice.BitBoards` holds them
+    (``int64`` halo'd ``words`` of boards ``width`` cells wide, row or batch layout): new words,
+    halo filled, equal word for word to the eager steps. ``None`` where native steps are off."""
+    if steps < 1 or not available(words.device):
+        return None
+    program = bs._program(rule)
+    lib = _libs.get(program) or _library(program)
+    if lib is None:
+        return None
+    words = words.contiguous()
+    key = (program, "words", *words.shape, width, batch_layout)
+    if key not in _checked:  # a new shape: its first step against the eager bit-sliced step
+        if not torch.equal(_call_words(lib.words, words, width, batch_layout, 1),
+                           _eager_words(program, words, width, batch_layout, 1)):
+            _give_up(f"a native bit-sliced step disagreed with the eager step on packed words "
+                     f"{tuple(words.shape)}; please report it")
+            return None
+        if len(_checked) > 4096:
+            _checked.clear()
+        _checked[key] = 0
+    return _call_words(lib.words, words, width, batch_layout, steps)
+
+
 def _hot(program: bs._Program) -> bool:
     assert NATIVE_AFTER is not None
-    return NATIVE_AFTER == 0 or bitkernel.spent(program) >= NATIVE_AFTER
+    return NATIVE_AFTER == 0 or spent(program) >= NATIVE_AFTER
 
 
 # ---------------------------------------------------------------------- calling
@@ -138,7 +197,7 @@ def _chunk(batch: int, height: int, width: int, words: int) -> int:
     return max(1, min(batch, words // per_board))
 
 
-def _call(fn: _Fn, x: Tensor, steps: int, frames: Tensor | None, chunk: int) -> Tensor:
+def _call(fn: Any, x: Tensor, steps: int, frames: Tensor | None, chunk: int) -> Tensor:
     batch, height, width = x.shape
     out = frames if frames is not None else torch.empty_like(x)
     if fn(x.data_ptr(), out.data_ptr(), batch, height, width, steps, frames is not None, chunk):
@@ -147,28 +206,45 @@ def _call(fn: _Fn, x: Tensor, steps: int, frames: Tensor | None, chunk: int) -> 
     return out
 
 
+def _call_words(fn: Any, words: Tensor, width: int, batch_layout: bool, steps: int) -> Tensor:
+    out = torch.empty_like(words)
+    if fn(words.data_ptr(), out.data_ptr(), words.shape[0], words.shape[1] - 2, width, steps,
+          batch_layout):
+        raise MemoryError(f"no memory for a second copy of packed boards {tuple(words.shape)}")
+    return out
+
+
+def _eager_words(program: bs._Program, words: Tensor, width: int, batch_layout: bool,
+                 steps: int) -> Tensor:
+    for _ in range(steps):
+        out = torch.empty_like(words)
+        bs._step_words(words, out, program, width, batch_layout)
+        words = out
+    return words
+
+
 def _eager(program: bs._Program, x: Tensor, steps: int) -> Tensor:
     packed = bs.BitBoards._from_uint8(x, tuple(x.shape))
     return packed.step(program, steps, hot=False).unpack(torch.uint8)
 
 
-def _library(program: bs._Program) -> _Fn | None:
+def _library(program: bs._Program) -> _Lib | None:
     if _broken is not None:
         return None
     try:
-        fn = _build(c_source(program))
+        lib = _build(c_source(program))
     except Exception as exc:  # no usable compiler, a failed build: the other paths are exact
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         _give_up(f"building a native bit-sliced step failed ({type(exc).__name__}: {first})")
         return None
-    why = _self_test(fn, program)
+    why = _self_test(lib, program)
     if why is not None:
         _give_up(f"a native bit-sliced step failed its self-test ({why}); please report it")
         return None
-    while len(_libs) >= bitkernel.CACHE_SIZE:
+    while len(_libs) >= CACHE_SIZE:
         _libs.pop(next(iter(_libs)))
-    _libs[program] = fn
-    return fn
+    _libs[program] = lib
+    return lib
 
 
 #: (boards, rows, width, chunk words): one and several words per row, partial last words,
@@ -177,17 +253,32 @@ _SELF_TEST = ((3, 5, 1, 7), (2, 1, 7, 3), (4, 3, 64, 10), (3, 4, 65, 12), (1, 6,
               (3, 2, 200, 48), (2, 64, 63, 1 << 16))
 
 
-def _self_test(fn: _Fn, program: bs._Program) -> str | None:
+def _self_test(lib: _Lib, program: bs._Program) -> str | None:
     g = torch.Generator().manual_seed(0)
-    for batch, height, width, words in _SELF_TEST:
+    for batch, height, width, chunk_words in _SELF_TEST:
         x = (torch.rand((batch, height, width), generator=g) < 0.4).to(torch.uint8)
-        chunk = _chunk(batch, height, width, words)
+        chunk = _chunk(batch, height, width, chunk_words)
         want = [_eager(program, x, s) for s in (1, 2, 3)]
-        last = _call(fn, x, 3, None, chunk)
-        frames = _call(fn, x, 3, torch.empty((3, *x.shape), dtype=torch.uint8), chunk)
+        last = _call(lib.run, x, 3, None, chunk)
+        frames = _call(lib.run, x, 3, torch.empty((3, *x.shape), dtype=torch.uint8), chunk)
         if not torch.equal(last, want[2]) or not torch.equal(frames, torch.stack(want)):
             return f"boards {tuple(x.shape)}, {chunk} per chunk"
+        for layout in (False, True):  # packed words, halo and don't-care bits included
+            words = _batch_words(x) if layout else bs.BitBoards._from_uint8(x, x.shape).words
+            for steps in (1, 3):
+                if not torch.equal(_call_words(lib.words, words, width, layout, steps),
+                                   _eager_words(program, words, width, layout, steps)):
+                    return f"packed boards {tuple(x.shape)}, batch layout {layout}"
     return None
+
+
+def _batch_words(x: Tensor) -> Tensor:
+    """``x`` in the batch layout (one bit per board), whatever its batch size."""
+    ng = -(-x.shape[0] // 64)
+    words = torch.empty((ng, x.shape[1] + 2, x.shape[2] + 2), dtype=torch.int64)
+    bs._pack_batch(x, words)
+    bs._fill_halo(words, x.shape[2], batch_layout=True)
+    return words
 
 
 def _give_up(why: str) -> None:
@@ -214,7 +305,7 @@ def _which(cc: str | None) -> list[str] | None:
     return next(([p] for c in ("cc", "gcc", "clang") if (p := shutil.which(c))), None)
 
 
-def _build(source: str) -> _Fn:
+def _build(source: str) -> _Lib:
     """Compile ``source`` into a shared library (``-march=native``, else without it) and load
     it; the temporary directory is removed once the library is mapped."""
     cc = _compiler()
@@ -233,11 +324,14 @@ def _build(source: str) -> _Fn:
             errors = res.stderr.strip() or f"exit status {res.returncode}"
         else:
             raise RuntimeError(f"{os.path.basename(cc[0])}: {errors}")
-        fn = ctypes.CDLL(lib).gzoo_run
-    fn.argtypes = _ARGS
-    fn.restype = ctypes.c_int
-    return fn
+        loaded = ctypes.CDLL(lib)
+    fn, words = loaded.gzoo_run, loaded.gzoo_step_words
+    fn.argtypes, words.argtypes = _ARGS, _WORD_ARGS
+    fn.restype = words.restype = ctypes.c_int
+    return _Lib(fn, words)
 
+
+_OPS = {"and": "{a} & {b}", "or": "{a} | {b}", "xor": "{a} ^ {b}", "not": "~{a}"}
 
 _PRELUDE = r"""
 #include <stdint.h>
@@ -355,6 +449,41 @@ static inline void step_narrow(const u64 *restrict P, u64 *restrict Q, int64_t n
     }
 }
 
+/* the batch layout (one bit per board): words [rows H + 2][S = W + 2] per group of 64 boards;
+   a cell's west/east neighbours are the neighbouring words */
+static void step_batch(const u64 *restrict P, u64 *restrict Q, int64_t n, int64_t S) {
+    for (int64_t k = S + 1; k < n - S - 1; k++)
+        Q[k] = cell(P[k - S - 1], P[k - S], P[k - S + 1], P[k - 1], P[k], P[k + 1],
+                    P[k + S - 1], P[k + S], P[k + S + 1]);
+}
+
+/* packed boards as gzoo.ca.bitslice.BitBoards holds them (halo'd words, row or batch layout):
+   src [B][H + 2][S] -> dst, `steps` steps later, halo filled (1: no memory) */
+int gzoo_step_words(const u64 *src, u64 *dst, int64_t B, int64_t H, int64_t W, int64_t steps,
+                    int64_t batch_layout) {
+    const int64_t nw = (W + 63) / 64, S = batch_layout ? W + 2 : nw + 2, R = H + 2;
+    const int64_t n = B * R * S;
+    u64 *T = steps > 1 ? malloc((size_t)n * sizeof(u64)) : NULL;
+    if (steps > 1 && !T) return 1;
+    const u64 *P = src;
+    for (int64_t s = 0; s < steps; s++) {
+        u64 *Q = (steps - 1 - s) % 2 == 0 ? dst : T;  /* the last step lands in dst */
+        if (batch_layout) step_batch(P, Q, n, S); else step_wide(P, Q, n, S);
+        for (int64_t b = 0; b < B; b++) {
+            u64 *q = Q + b * R * S;
+            for (int64_t i = 1; i <= H; i++) {
+                u64 *row = q + i * S;
+                if (batch_layout) { row[0] = row[W]; row[W + 1] = row[1]; }
+                else halo_row(row, W, nw);
+            }
+            vhalo(q, H, S);
+        }
+        P = Q;
+    }
+    free(T);
+    return 0;
+}
+
 /* B boards x [B][H][W] (bytes) -> y: the state after `steps` steps, or with `frames` every
    state, y [steps][B][H][W]; boards go `chunk` at a time through the scratch P, Q (1: no
    memory for them) */
@@ -444,7 +573,7 @@ def c_source(program: bs._Program) -> str:
     base = 2 + circuit.n_inputs
     for g, (op, a, b) in enumerate(circuit.gates):
         name[base + g] = f"g{g}"
-        emit(f"    u64 g{g} = " + bitkernel._OPS[op].format(a=name[a], b=name[b]) + ";")
+        emit(f"    u64 g{g} = " + _OPS[op].format(a=name[a], b=name[b]) + ";")
     emit(f"    return {name[circuit.output]};")
     emit("}")
     return _PRELUDE + "\n".join(lines) + "\n" + _STEPS

@@ -44,10 +44,9 @@ table. A random table needs about 230 gates, Life's 9-input table about 60.
 cache and the working memory is a few chunks plus the two packed buffers (``2 · ⌈W/64⌉ · 8`` bytes
 per row, about 0.25 byte per cell). B0 rules run literally, as on the byte path.
 
-**Compiled.** Long runs step with the same program generated as code and compiled by
-``torch.compile`` into one loop over the words (:mod:`gzoo.ca.bitkernel`): once a rule has spent
-:data:`gzoo.ca.bitkernel.COMPILE_AFTER` seconds stepping eagerly, each kernel checked against
-this eager step before it is used.
+**Native.** On CPU, a rule stepped for :data:`gzoo.ca.bitnative.NATIVE_AFTER` seconds goes on
+in the same program generated as C (:mod:`gzoo.ca.bitnative`), checked against this eager step
+before it is used; this eager step stays the reference, and the path on CUDA.
 
 **Packing.** On CPU (little-endian hosts) rows pack and unpack with ``np.packbits`` /
 ``np.unpackbits`` (``bitorder="little"``, bytes viewed as words): one C pass each. Elsewhere a
@@ -80,7 +79,7 @@ CHUNK_WORDS = 1 << 18
 _CUDA_CHUNK_WORDS = 1 << 26
 #: Cells per chunk when packing or unpacking (bounds the temporaries to ~2 MiB).
 _IO_CHUNK_CELLS = 1 << 21
-_clock = time.perf_counter  # times eager steps for the compile tier (gzoo.ca.bitkernel)
+_clock = time.perf_counter  # times eager steps for the native tier (gzoo.ca.bitnative)
 
 _LOW63 = (1 << 63) - 1  # clears bit 63 after an arithmetic shift: c >>> 1 = (c >> 1) & _LOW63
 #: ``(Σ_k b_k 256^k) · _GATHER_BITS`` has ``b_k`` at bit ``56 + k`` (bytes ``b_k ∈ {0, 1}``): the
@@ -655,19 +654,12 @@ def _unpack_batch(words: Tensor, out: Tensor) -> None:
 def _step_uint8(x: Tensor, rule: Rule | str) -> Tensor:
     """One bit-sliced step of validated ``uint8`` boards ``[H, W]``/``[B, H, W]``: a new ``uint8``
     tensor of the same shape. A rule whose steps run natively packs, steps and unpacks in one C
-    call (:mod:`gzoo.ca.bitnative`); else many small boards (the batch layout) whose rule runs
-    compiled go through one ``torch.compile`` call (:func:`gzoo.ca.bitkernel.once_kernel`)."""
-    from . import bitkernel, bitnative  # (they import this module)
+    call (:mod:`gzoo.ca.bitnative`)."""
+    from . import bitnative  # (it imports this module)
 
-    batch, width = (x.shape[0] if x.dim() == 3 else 1), x.shape[-1]
     y = bitnative.run(rule, x if x.dim() == 3 else x[None], only_hot=True)
     if y is not None:  # the rule runs natively: pack, step and unpack in one C call
         return y if x.dim() == 3 else y[0]
-    if BitBoards.prefers_batch_layout(batch, width) and bitkernel.hot(rule, x.device):
-        x3 = x.contiguous().view(batch, *x.shape[-2:])
-        fn = bitkernel.once_kernel(_program(rule), x3)
-        if fn is not None:
-            return fn(x3).view(x.shape)
     return BitBoards._from_uint8(x, tuple(x.shape)).step(rule).unpack(torch.uint8)
 
 
@@ -734,25 +726,22 @@ class BitBoards:
              ) -> BitBoards:
         """``steps`` steps of ``rule`` (new boards; ``self`` is unchanged).
 
-        Long runs step with a compiled kernel (:mod:`gzoo.ca.bitkernel`), several steps per
-        call; ``hot`` overrides that choice (``True``: compiled now, ``False``: eager)."""
-        from . import bitkernel  # (it imports this module)
+        A rule that has been stepped long enough runs natively (:mod:`gzoo.ca.bitnative`: all
+        ``steps`` in one C call); ``hot`` overrides that choice (``True``: natively now where
+        possible, ``False``: eager PyTorch)."""
+        from . import bitnative  # (it imports this module)
 
         steps = check_int("steps", steps, minimum=0)
         if steps == 0:
             return BitBoards(self.words.clone(), self.shape, self.batch_layout)
         program = _program(rule)
-        state, k = self, bitkernel.steps_per_call(program, self.words)
-        if k > 1 and steps >= k and (
-                bitkernel.hot(program, self.words.device) if hot is None else hot):
-            fn = bitkernel.kernel(program, self.words, self.width, self.batch_layout, k)
-            if fn is not None:  # k steps per call, no state in between materialised for us
-                words = self.words
-                for _ in range(steps // k):
-                    words = fn(words)
-                state, steps = BitBoards(words, self.shape, self.batch_layout), steps % k
-        last = state
-        for last in state._evolve(program, steps, hot):  # noqa: B007 (the last is the result)
+        if bitnative.hot(program, self.words.device) if hot is None else hot:
+            words = bitnative.step_words(program, self.words, self.width, self.batch_layout,
+                                         steps)
+            if words is not None:
+                return BitBoards(words, self.shape, self.batch_layout)
+        last = self
+        for last in self._evolve(program, steps, hot):  # noqa: B007 (the last is the result)
             pass
         return last
 
@@ -764,32 +753,29 @@ class BitBoards:
                 ) -> Iterator[BitBoards]:
         """The states after 1, 2, …, ``steps`` steps; each may be overwritten two steps later.
 
-        ``hot``: ``True`` steps with the rule's compiled kernel (:mod:`gzoo.ca.bitkernel`),
-        ``False`` eagerly, ``None`` as the rule's account of eager time says (tiered)."""
-        from . import bitkernel  # (it imports this module)
+        ``hot``: ``True`` steps natively (:mod:`gzoo.ca.bitnative`) where possible, ``False``
+        eagerly, ``None`` as the rule's account says (tiered: eager steps are charged to it, and
+        once they will have cost ``NATIVE_AFTER`` the call goes on natively)."""
+        from . import bitnative  # (it imports this module)
 
         program = _program(rule)
         device = self.words.device
-        if hot is None:
-            hot, tier = bitkernel.hot(program, device), True
-        else:
-            tier = False
-        fn = (bitkernel.kernel(program, self.words, self.width, self.batch_layout)
-              if hot and steps else None)
+        native = bitnative.hot(program, device) if hot is None else hot
         src, spare = self.words, None
         for i in range(steps):
-            if fn is not None:  # the same step, compiled
-                dst = fn(src)
-            else:
+            dst = None
+            if native:  # the same step, in C
+                dst = bitnative.step_words(program, src, self.width, self.batch_layout)
+                native = dst is not None
+            if dst is None:
                 dst = torch.empty_like(src) if spare is None else spare
                 t0 = _clock()
                 _step_words(src, dst, program, self.width, self.batch_layout)
-                if tier and bitkernel.spend(program, _clock() - t0, steps - i - 1,
-                                            device):
-                    fn = bitkernel.kernel(program, dst, self.width, self.batch_layout)
-                    tier = False
+                if hot is None:
+                    bitnative.charge(program, _clock() - t0, device)
+                    native = bitnative.due(program, device, steps - i - 1)
             yield BitBoards(dst, self.shape, self.batch_layout)
-            spare = None if src is self.words else src
+            spare = None if src is self.words or native else src
             src = dst
 
     def unpack(self, dtype: torch.dtype = torch.bool, *, out: Tensor | None = None) -> Tensor:

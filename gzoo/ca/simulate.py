@@ -19,11 +19,9 @@ Two backends compute the same steps: ``"bytes"`` (the above, one byte per cell: 
 and ``"bits"`` (:mod:`gzoo.ca.bitslice`: 64 cells per word, bitwise adders and compiled rule
 circuits). A rule that has been stepped for :data:`gzoo.ca.bitnative.NATIVE_AFTER` seconds
 (0.5 s, either backend) goes on in generated C on CPU — pack, step and unpack in one call
-(:mod:`gzoo.ca.bitnative`); ``BitBoards`` steps of a rule stepped for 5 s go on in a
-``torch.compile`` kernel (:mod:`gzoo.ca.bitkernel`). ``backend="auto"`` (the default) runs
-bit-sliced once the rule runs natively (faster at every size measured), else from
-:data:`BITS_MIN_CELLS` cells on, or :data:`KERNEL_MIN_CELLS` once its kernel is due, where each
-is measured faster (``benchmarks/simulate.py``).
+(:mod:`gzoo.ca.bitnative`). ``backend="auto"`` (the default) runs bit-sliced once the rule runs
+natively (faster at every size measured), else from :data:`BITS_MIN_CELLS` cells on, where the
+eager bit-sliced step is measured faster (``benchmarks/simulate.py``).
 
 ``B0`` rules are run literally: an empty torus turns fully alive and the background strobes
 (Golly runs them differently; see :mod:`gzoo.ca.rule`).
@@ -36,7 +34,7 @@ from functools import lru_cache
 import torch
 
 from .._system import advise_huge_pages
-from . import bitkernel, bitnative
+from . import bitnative
 from .bitslice import BitBoards, _clock, _step_uint8
 from .rule import Rule
 from .stencil import NEIGHBOURHOODS, pattern_index
@@ -58,8 +56,6 @@ BACKENDS = ("auto", "bytes", "bits")
 #: circuit): the crossovers of one :func:`step` call, packing included, measured by
 #: ``benchmarks/simulate.py --crossover`` (1 CPU thread; ``simulate`` packs once and gains sooner).
 BITS_MIN_CELLS = {"counts": 1 << 19, "table": 1 << 19}
-#: The same crossovers once a rule's steps run compiled (:mod:`gzoo.ca.bitkernel`).
-KERNEL_MIN_CELLS = {"counts": 1 << 18, "table": 1 << 13}
 
 _INT_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
@@ -159,20 +155,16 @@ def _step_u8(x: torch.Tensor, rule: Rule) -> torch.Tensor:
 
 def _use_bits(backend: object, x: torch.Tensor, rule: Rule) -> bool:
     """Whether ``backend`` (checked) runs ``x`` bit-sliced: ``"auto"`` whenever the rule runs
-    natively (:mod:`gzoo.ca.bitnative`), else from :data:`BITS_MIN_CELLS` cells, or
-    :data:`KERNEL_MIN_CELLS` once the rule's steps run compiled (:mod:`gzoo.ca.bitkernel`)."""
+    natively (:mod:`gzoo.ca.bitnative`), else from :data:`BITS_MIN_CELLS` cells."""
     if not isinstance(backend, str):
         raise TypeError(f"backend must be a str, one of {BACKENDS}, got {type(backend).__name__}")
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend != "auto":
         return backend == "bits"
-    kind = "counts" if rule.is_outer_totalistic else "table"
     if bitnative.hot(rule, x.device):  # native steps beat bytes at every size measured
         return True
-    if x.numel() >= BITS_MIN_CELLS[kind]:
-        return True
-    return x.numel() >= KERNEL_MIN_CELLS[kind] and bitkernel.hot(rule, x.device)
+    return x.numel() >= BITS_MIN_CELLS["counts" if rule.is_outer_totalistic else "table"]
 
 
 def _restore(y: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -214,7 +206,7 @@ def step(boards: torch.Tensor, rule: Rule | str, *, backend: str = "auto") -> to
         return _restore(_step_uint8(x, rule), boards.dtype)
     t0 = _clock()
     y = _step_u8(x, rule)
-    bitkernel.charge(rule, _clock() - t0, x.device)
+    bitnative.charge(rule, _clock() - t0, x.device)
     return _restore(y, boards.dtype)
 
 
@@ -267,7 +259,7 @@ def simulate(
     for t in range(steps):
         t0 = _clock()
         y = _step_u8(x, rule)
-        bitkernel.charge(rule, _clock() - t0, x.device)
+        bitnative.charge(rule, _clock() - t0, x.device)
         hist[t + 1] = y  # casts int32 0/1 into the history dtype
         if board.dtype in (torch.bool, torch.uint8):
             x = hist[t + 1].view(torch.uint8)
