@@ -26,8 +26,9 @@ little-endian hosts with a C compiler (``$CC``, else ``cc``, ``gcc`` or ``clang`
 steps run as before, silently.
 
 **Trust.** Each built library first steps a fixed set of boards — widths 1 to 200, one and
-several words per row, chunks split, several steps and every frame — and each new board shape's
-first step is compared with the eager bit-sliced step. A build that fails or a step that
+several words per row, chunks split, several steps and every frame, and the same boards packed in
+both layouts, word for word — and each new board shape's first step is compared with the eager
+bit-sliced step. A build that fails or a step that
 disagrees turns native steps off for the process with one warning; the eager PyTorch step (the
 reference, and the path on CUDA) runs instead.
 """

@@ -130,7 +130,7 @@ class Circuit:
         object.__setattr__(self, "_used", used)
         object.__setattr__(self, "_hash", hash((self.n_inputs, self.gates, self.output)))
 
-    def __hash__(self) -> int:  # (once: circuits key the kernel caches and accounts per call)
+    def __hash__(self) -> int:  # (once: circuits key the native libraries and accounts per call)
         return self._hash  # type: ignore[attr-defined]
 
     @property
