@@ -36,7 +36,7 @@ def rules() -> list[Rule]:
 def fresh_native(monkeypatch):
     """Each test starts with no libraries, no accounts, nothing broken (restored after)."""
     monkeypatch.setattr(bitnative, "_libs", {})
-    monkeypatch.setattr(bitnative, "_checked", {})
+    monkeypatch.setattr(bitnative, "_checked", set())
     monkeypatch.setattr(bitnative, "_broken", None)
     monkeypatch.setattr(bitnative, "NATIVE_AFTER", 0)
     monkeypatch.setattr(bitnative, "_spent", {})
@@ -83,7 +83,7 @@ def test_chunks_of_boards_change_nothing(monkeypatch):
     want = simulate(x, rule, 4, backend="bytes")
     for words in (1, 100, 1 << 16):
         monkeypatch.setattr(bitnative, "CHUNK_WORDS", words)
-        monkeypatch.setattr(bitnative, "_checked", {})
+        monkeypatch.setattr(bitnative, "_checked", set())
         assert torch.equal(simulate(x, rule, 4, backend="bits"), want)
 
 

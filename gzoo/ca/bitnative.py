@@ -44,6 +44,7 @@ import subprocess
 import sys
 import tempfile
 import warnings
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import torch
@@ -74,7 +75,7 @@ CACHE_SIZE = 32
 _libs: dict[bs._Program, _Lib] = {}
 _spent: dict[bs._Program, float] = {}  # the account: seconds of steps per rule (CPU)
 _last: dict[bs._Program, float] = {}  # seconds of its last step
-_checked: dict[tuple, int] = {}  # (program, B, H, W) whose first step agreed → boards per chunk
+_checked: set[tuple] = set()  # (program, shape, …) whose first native step agreed
 _broken: str | None = None
 _LITTLE_ENDIAN = sys.byteorder == "little"  # (the generated packing reads bytes as words)
 
@@ -144,21 +145,13 @@ def run(rule: Any, x: Tensor, steps: int = 1, frames: Tensor | None = None, *,
     lib = _libs.get(program) or _library(program)
     if lib is None:
         return None
-    fn = lib.run
     x = x.contiguous()
-    key = (program, *x.shape)
-    chunk = _checked.get(key)
-    if chunk is None:  # a new shape: its first step against the eager bit-sliced step
-        batch, height, width = x.shape
-        chunk = _chunk(batch, height, width, CHUNK_WORDS)
-        if not torch.equal(_call(fn, x, 1, None, chunk), _eager(program, x, 1)):
-            _give_up(f"a native bit-sliced step disagreed with the eager step on boards "
-                     f"{tuple(x.shape)}; please report it")
-            return None
-        if len(_checked) > 4096:
-            _checked.clear()
-        _checked[key] = chunk
-    return _call(fn, x, steps, frames, chunk)
+    batch, height, width = x.shape
+    chunk = _chunk(batch, height, width, CHUNK_WORDS)
+    if not _first_step_agrees((program, *x.shape), lambda: _call(lib.run, x, 1, None, chunk),
+                              lambda: _eager(program, x, 1), f"boards {tuple(x.shape)}"):
+        return None
+    return _call(lib.run, x, steps, frames, chunk)
 
 
 def step_words(rule: Any, words: Tensor, width: int, batch_layout: bool, steps: int = 1
@@ -173,17 +166,29 @@ def step_words(rule: Any, words: Tensor, width: int, batch_layout: bool, steps: 
     if lib is None:
         return None
     words = words.contiguous()
-    key = (program, "words", *words.shape, width, batch_layout)
-    if key not in _checked:  # a new shape: its first step against the eager bit-sliced step
-        if not torch.equal(_call_words(lib.words, words, width, batch_layout, 1),
-                           _eager_words(program, words, width, batch_layout, 1)):
-            _give_up(f"a native bit-sliced step disagreed with the eager step on packed words "
-                     f"{tuple(words.shape)}; please report it")
-            return None
-        if len(_checked) > 4096:
-            _checked.clear()
-        _checked[key] = 0
+    if not _first_step_agrees(
+            (program, "words", *words.shape, width, batch_layout),
+            lambda: _call_words(lib.words, words, width, batch_layout, 1),
+            lambda: _eager_words(program, words, width, batch_layout, 1),
+            f"packed words {tuple(words.shape)}"):
+        return None
     return _call_words(lib.words, words, width, batch_layout, steps)
+
+
+def _first_step_agrees(key: tuple, got: Callable[[], Tensor], want: Callable[[], Tensor],
+                       what: str) -> bool:
+    """Whether ``key`` (a rule and a shape) was checked, or now is: its first native step
+    ``got()`` equals the eager ``want()``; if not, native steps are off (one warning)."""
+    if key in _checked:
+        return True
+    if not torch.equal(got(), want()):
+        _give_up(f"a native bit-sliced step disagreed with the eager step on {what}; "
+                 "please report it")
+        return False
+    if len(_checked) > 4096:
+        _checked.clear()
+    _checked.add(key)
+    return True
 
 
 def _hot(program: bs._Program) -> bool:
