@@ -95,8 +95,8 @@ def available(device: torch.device) -> bool:
 
 def charge(rule: Any, seconds: float, device: torch.device) -> None:
     """Add ``seconds`` of stepping ``rule`` (an eager bit-sliced or a byte step) on ``device`` to
-    its account (CPU; bounded: an atlas steps many rules briefly)."""
-    if device.type == "cpu" and not torch.compiler.is_compiling():
+    its account, where native steps could run (bounded: an atlas steps many rules briefly)."""
+    if available(device):
         program = bs._program(rule)
         if len(_spent) > 4096:
             _spent.clear()
