@@ -391,3 +391,17 @@ def test_huge_page_hint_keeps_contents_and_skips_small_tensors():
     assert isinstance(took, bool)
     assert torch.equal(big, torch.arange(1 << 20, dtype=torch.int64))
     assert advise_huge_pages(torch.empty(1 << 24, dtype=torch.uint8, device="meta")) is False
+
+
+def test_step_words_checks_the_words_it_is_given():
+    """Packed words that do not fit the width and layout (a hand-made ``BitBoards``) are a
+    ``ValueError``, never read past their end by the C code."""
+    packed = BitBoards.pack(soup((2, 5, 70)))
+    with pytest.raises(ValueError, match=r"int64 \[B, H \+ 2, 4\]"):
+        bitnative.step_words("B3/S23", packed.words[..., :3], 70, False)
+    with pytest.raises(ValueError, match="int32"):
+        bitnative.step_words("B3/S23", packed.words.int(), 70, False)
+    with pytest.raises(ValueError, match="batch layout"):
+        bitnative.step_words("B3/S23", packed.words, 70, True)
+    with pytest.raises(ValueError, match=r"\(2, 7, 3\)"):
+        BitBoards(packed.words[..., :3], (2, 5, 70)).step("B3/S23", hot=True)

@@ -159,6 +159,12 @@ def step_words(rule: Any, words: Tensor, width: int, batch_layout: bool, steps: 
     """``steps`` steps of packed boards as :class:`~gzoo.ca.bitslice.BitBoards` holds them
     (``int64`` halo'd ``words`` of boards ``width`` cells wide, row or batch layout): new words,
     halo filled, equal word for word to the eager steps. ``None`` where native steps are off."""
+    span = width + 2 if batch_layout else -(-width // 64) + 2
+    if words.dtype != torch.int64 or words.dim() != 3 or words.shape[1] < 3 or (
+            words.shape[2] != span):  # (the C code reads exactly this much)
+        raise ValueError(f"words must be int64 [B, H + 2, {span}] for boards {width} wide "
+                         f"({'batch' if batch_layout else 'row'} layout), got {words.dtype} "
+                         f"{tuple(words.shape)}")
     if steps < 1 or not available(words.device):
         return None
     program = bs._program(rule)
